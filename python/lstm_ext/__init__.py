@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+"""lstm_ext: fast LSTM layers for the CPU on NumPy arrays, shaped like torch.nn.
+
+A C++17/Eigen core runs whole sequences forward and backward through time with the GIL released; this
+package gives it torch's names, shapes and weight layout, so PyTorch weights load as they are.
+"""
+
+from __future__ import annotations
+
+from ._core import get_num_threads as _get_num_threads
+from ._core import set_num_threads as _set_num_threads
+from .lstm import LSTM, LSTMCell
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "LSTMCell", "get_num_threads", "set_num_threads", "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the kernels use, process-wide (``n >= 1``).
+
+    The default is the number of CPUs this process may run on. Results do not depend on it beyond float
+    rounding.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: expected an int >= 1, got {n}")
+    _set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use."""
+    return _get_num_threads()
