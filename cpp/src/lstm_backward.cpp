@@ -75,7 +75,6 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   Scalar* d_gates = d_gates_ws.data();
 
   const ConstMatrixMap<Scalar> w_ih(weights.w_ih, G, I);
-  const ConstMatrixMap<Scalar> w_hh(weights.w_hh, G, H);
 
   // dh0 and dc0 double as the running dh and dc: after step 0 they hold the gradients of h0 and c0.
   if (dh_n != nullptr) std::copy_n(dh_n, step_state, dh0); else std::fill_n(dh0, step_state, Scalar(0));
@@ -86,7 +85,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
     Scalar* d_gates_t = d_gates + t * step_gates;
     gate_pass_backward(N, H, cache.gates + t * step_gates, cache.cells + t * step_state, c_prev,
                        dy + t * step_state, dh0, dc0, d_gates_t, scratch.data());
-    MatrixMap<Scalar>(dh0, N, H).noalias() = ConstMatrixMap<Scalar>(d_gates_t, N, G) * w_hh;
+    detail::set_product_nn(N, G, H, d_gates_t, weights.w_hh, dh0);
   }
 
   // Everything below is one GEMM over all T*N rows, not T small ones.

@@ -82,7 +82,6 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   }
 
   const ConstMatrixMap<Scalar> w_ih(weights.w_ih, G, I);
-  const ConstMatrixMap<Scalar> w_hh(weights.w_hh, G, H);
 
   // The input projection does not depend on the recurrence: one GEMM over all T*N rows.
   MatrixMap<Scalar> all_gates(gates, T * N, G);
@@ -92,9 +91,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   for (Index t = 0; t < T; ++t) {
     Scalar* gates_t = gates + t * step_gates;
     const Scalar* h_prev = t == 0 ? h0 : y + (t - 1) * step_state;
-    if (h_prev != nullptr) {
-      MatrixMap<Scalar>(gates_t, N, G).noalias() += ConstMatrixMap<Scalar>(h_prev, N, H) * w_hh.transpose();
-    }
+    if (h_prev != nullptr) detail::add_product_nt(N, H, G, h_prev, weights.w_hh, gates_t);
     const Scalar* c_prev;
     Scalar* c_t;
     if (training) {

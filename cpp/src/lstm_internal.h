@@ -29,4 +29,27 @@ void check_weights(const char* where, const LstmWeights<Scalar>& w) {
   require(w.w_hh != nullptr, where, "w_hh is null");
 }
 
+// out[M, G] += a[M, K] * w[G, K]^T, the recurrent product of the forward. A single row (N = 1) goes to a
+// matrix-vector product: Eigen's GEMM path would repack all of w on every call, costing more than the math.
+template <typename Scalar>
+void add_product_nt(Index m, Index k, Index g, const Scalar* a, const Scalar* w, Scalar* out) {
+  const ConstMatrixMap<Scalar> w_map(w, g, k);
+  if (m == 1) {
+    RowVectorMap<Scalar>(out, g).noalias() += ConstRowVectorMap<Scalar>(a, k) * w_map.transpose();
+  } else {
+    MatrixMap<Scalar>(out, m, g).noalias() += ConstMatrixMap<Scalar>(a, m, k) * w_map.transpose();
+  }
+}
+
+// out[M, H] = a[M, G] * w[G, H], the recurrent product of the backward; N = 1 as above.
+template <typename Scalar>
+void set_product_nn(Index m, Index g, Index h, const Scalar* a, const Scalar* w, Scalar* out) {
+  const ConstMatrixMap<Scalar> w_map(w, g, h);
+  if (m == 1) {
+    RowVectorMap<Scalar>(out, h).noalias() = ConstRowVectorMap<Scalar>(a, g) * w_map;
+  } else {
+    MatrixMap<Scalar>(out, m, h).noalias() = ConstMatrixMap<Scalar>(a, m, g) * w_map;
+  }
+}
+
 }  // namespace lstm_ext::detail
