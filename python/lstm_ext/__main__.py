@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: MIT
+"""``python -m lstm_ext``: a self-check and a timing demo on the installed package.
+
+1. Self-check: forward and backward of an ``LSTM`` on a medium shape in float64 (and float32), every output
+   and gradient compared with the pure-NumPy reference (``lstm_ext.reference``).
+2. Demo: the time of a forward (inference) and of a training step (forward + backward) next to the same
+   computation in plain NumPy, medians over repeats.
+
+Exits with status 1 if any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+import lstm_ext
+from lstm_ext import reference
+
+# Worst relative error allowed against the float64 reference: float64 to rounding, float32 to its precision.
+_TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-4}
+
+
+def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want| / max(|want|), a scale-aware error that does not blow up near zero entries."""
+    scale = max(float(np.max(np.abs(want))), 1e-30)
+    return float(np.max(np.abs(got.astype(np.float64) - want))) / scale
+
+
+def self_check(shape: Tuple[int, int, int, int], dtype: np.dtype, seed: int) -> Dict[str, float]:
+    """Relative errors of lstm_ext's outputs and gradients against the float64 reference."""
+    steps, batch, inp, hidden = shape
+    rng = np.random.default_rng(seed)
+    layer = lstm_ext.LSTM(inp, hidden, dtype=dtype, seed=seed)
+    x = rng.standard_normal((steps, batch, inp))
+    h0, c0 = rng.standard_normal((2, 1, batch, hidden)) * 0.5
+    dy = rng.standard_normal((steps, batch, hidden))
+    dh_n, dc_n = rng.standard_normal((2, 1, batch, hidden))
+
+    y, (h_n, c_n) = layer(x.astype(dtype), (h0.astype(dtype), c0.astype(dtype)))
+    dx, (dh0, dc0) = layer.backward(dy.astype(dtype), (dh_n.astype(dtype), dc_n.astype(dtype)))
+
+    p = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    y_ref, h_ref, c_ref, cache = reference.lstm_forward(
+        x, h0[0], c0[0], p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
+    )
+    g_ref = reference.lstm_backward(cache, dy, dh_n[0], dc_n[0])
+    pairs = {
+        "y": (y, y_ref), "h_n": (h_n[0], h_ref), "c_n": (c_n[0], c_ref),
+        "dx": (dx, g_ref["dx"]), "dh0": (dh0[0], g_ref["dh0"]), "dc0": (dc0[0], g_ref["dc0"]),
+    }
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        pairs[f"d{name}"] = (layer.grads[f"{name}_l0"], g_ref[name])
+    return {name: _rel_err(got, want) for name, (got, want) in pairs.items()}
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: first-touch of buffers, thread pool start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def demo_timings(shape: Tuple[int, int, int, int], repeats: int, seed: int) -> List[Tuple[str, float, float]]:
+    """(what, lstm_ext ms, NumPy ms) rows; NumPy is the reference in float64, so float64 is compared too."""
+    steps, batch, inp, hidden = shape
+    rng = np.random.default_rng(seed)
+    x64 = rng.standard_normal((steps, batch, inp))
+    dy64 = rng.standard_normal((steps, batch, hidden))
+    rows = []
+    numpy_ms: Dict[str, float] = {}
+    layer64 = lstm_ext.LSTM(inp, hidden, dtype=np.float64, seed=seed)
+    p = layer64.state_dict()
+    args = (x64, None, None, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+    numpy_ms["forward"] = _median_ms(lambda: reference.lstm_forward(*args), repeats)
+    numpy_ms["train"] = _median_ms(lambda: reference.lstm_backward(reference.lstm_forward(*args)[3], dy64), repeats)
+
+    for dtype in (np.float64, np.float32):
+        layer = lstm_ext.LSTM(inp, hidden, dtype=dtype, seed=seed)
+        x, dy = x64.astype(dtype), dy64.astype(dtype)
+
+        def train_step() -> None:
+            layer(x)
+            layer.backward(dy)
+
+        layer.eval()
+        fwd = _median_ms(lambda: layer(x), repeats)
+        layer.train()
+        step = _median_ms(train_step, repeats)
+        name = np.dtype(dtype).name
+        rows.append((f"forward (inference), {name}", fwd, numpy_ms["forward"]))
+        rows.append((f"forward + backward, {name}", step, numpy_ms["train"]))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_ext", description="Self-check lstm_ext against its NumPy reference and time it."
+    )
+    parser.add_argument("--shape", type=int, nargs=4, metavar=("T", "N", "I", "H"), default=(100, 32, 128, 128),
+                        help="shape of the timing demo (default: 100 32 128 128)")
+    parser.add_argument("--check-shape", type=int, nargs=4, metavar=("T", "N", "I", "H"), default=(50, 16, 64, 96),
+                        help="shape of the self-check (default: 50 16 64 96)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repeats per measurement (median)")
+    parser.add_argument("--threads", type=int, default=None, help="kernel threads (default: all CPUs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-only", action="store_true", help="run the self-check, skip the timings")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        lstm_ext.set_num_threads(args.threads)
+
+    print(f"lstm_ext {lstm_ext.__version__}  ·  NumPy {np.__version__}  ·  {lstm_ext.get_num_threads()} thread(s)")
+    print(f"\nSelf-check: LSTM forward + backward, shape (T, N, I, H) = {tuple(args.check_shape)}, "
+          "against the float64 NumPy reference (max relative error)")
+    ok = True
+    for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
+        errors = self_check(tuple(args.check_shape), dtype, args.seed)
+        worst = max(errors, key=errors.get)
+        passed = errors[worst] <= _TOLERANCE[dtype]
+        ok = ok and passed
+        detail = "  ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        print(f"  {dtype.name:8s} {'PASS' if passed else 'FAIL'}  worst {worst} {errors[worst]:.2e} "
+              f"(limit {_TOLERANCE[dtype]:.0e})\n           {detail}")
+
+    if not args.check_only:
+        shape = tuple(args.shape)
+        print(f"\nTiming: shape (T, N, I, H) = {shape}, median of {args.repeats}")
+        print(f"  {'':34s} {'lstm_ext':>10s} {'NumPy f64':>10s} {'speed-up':>9s}")
+        for what, ours, theirs in demo_timings(shape, args.repeats, args.seed):
+            print(f"  {what:34s} {ours:8.2f}ms {theirs:8.2f}ms {theirs / ours:8.1f}x")
+    print("\nself-check " + ("passed" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
