@@ -19,7 +19,7 @@ Only NumPy is needed, so this module also serves as the "plain NumPy" baseline o
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,12 +92,12 @@ def _as_float64(name: str, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def lstm_forward(
     x: np.ndarray,
-    h0: Optional[np.ndarray],
-    c0: Optional[np.ndarray],
+    h0: np.ndarray | None,
+    c0: np.ndarray | None,
     w_ih: np.ndarray,
     w_hh: np.ndarray,
-    b_ih: Optional[np.ndarray] = None,
-    b_hh: Optional[np.ndarray] = None,
+    b_ih: np.ndarray | None = None,
+    b_hh: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LstmCache]:
     """Run a single-layer, single-direction LSTM over a whole sequence.
 
@@ -186,10 +186,10 @@ def lstm_forward(
 
 def lstm_backward(
     cache: LstmCache,
-    dy: Optional[np.ndarray],
-    dh_n: Optional[np.ndarray] = None,
-    dc_n: Optional[np.ndarray] = None,
-) -> dict[str, Optional[np.ndarray]]:
+    dy: np.ndarray | None,
+    dh_n: np.ndarray | None = None,
+    dc_n: np.ndarray | None = None,
+) -> dict[str, np.ndarray | None]:
     """Backpropagate through time the forward that produced `cache`.
 
     Parameters

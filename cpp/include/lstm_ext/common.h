@@ -21,6 +21,11 @@ template <typename Scalar>
 using MatrixMap = Eigen::Map<RowMatrix<Scalar>>;
 template <typename Scalar>
 using ConstMatrixMap = Eigen::Map<const RowMatrix<Scalar>>;
+// Row-major views whose rows are `stride` elements apart (one direction's half of a bidirectional output).
+template <typename Scalar>
+using StridedMatrixMap = Eigen::Map<RowMatrix<Scalar>, 0, Eigen::OuterStride<>>;
+template <typename Scalar>
+using ConstStridedMatrixMap = Eigen::Map<const RowMatrix<Scalar>, 0, Eigen::OuterStride<>>;
 template <typename Scalar>
 using ArrayMap = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
 template <typename Scalar>

@@ -42,6 +42,14 @@ struct LstmCache {
   Scalar* cells = nullptr;  // [T, N, H] cell states c_1 ... c_T
 };
 
+// Where one direction's sequence sits in memory. The default is a forward pass over dense [T, N, H] arrays.
+struct LstmLayout {
+  bool reverse = false;  // run t = T-1 ... 0: h_{t+1} feeds step t, and h_n, c_n are the states after t = 0
+  Index y_stride = 0;    // elements from one row of y (and of dy) to the next; 0 means H. A bidirectional
+                         // layer writes each direction into its half of a [T, N, 2H] output: stride 2H.
+  bool accumulate_dx = false;  // backward adds into dx instead of overwriting it (the second direction)
+};
+
 // Bytes of LstmCache for these dims (what a training forward keeps beyond x and y).
 template <typename Scalar>
 Index lstm_cache_bytes(const LstmDims& dims);
@@ -58,7 +66,7 @@ Index lstm_cache_bytes(const LstmDims& dims);
 template <typename Scalar>
 void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, const Scalar* x,
                   const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
-                  const LstmCache<Scalar>& cache);
+                  const LstmCache<Scalar>& cache, const LstmLayout& layout = {});
 
 // Gradients of the weights, written (not accumulated).
 template <typename Scalar>
@@ -80,6 +88,46 @@ template <typename Scalar>
 void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, const Scalar* x,
                    const Scalar* h0, const Scalar* c0, const Scalar* y, const LstmCache<Scalar>& cache,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n, Scalar* dx, Scalar* dh0,
-                   Scalar* dc0, const LstmWeightGrads<Scalar>& grads);
+                   Scalar* dc0, const LstmWeightGrads<Scalar>& grads, const LstmLayout& layout = {});
+
+// ---------------------------------------------------------------------------------------------------------
+// Stacked and bidirectional LSTM (torch.nn.LSTM with num_layers = L, bidirectional: D = 2).
+//
+// Layer l reads the output of layer l-1 ([T, N, D*H]; layer 0 reads x [T, N, I]). Direction 1 runs in
+// reverse time and writes the second half of each output row. Per-(layer, direction) arrays are indexed
+// k = l*D + d, as torch orders h0 and its parameters: weights[k].w_ih is [4H, I] for l = 0, [4H, D*H] after.
+struct LstmStackDims {
+  Index steps = 0, batch = 0, input = 0, hidden = 0;
+  Index layers = 1;      // L >= 1
+  Index directions = 1;  // D: 1 or 2
+};
+
+// What a training forward of the stack keeps. All null: inference. All needed ones set: training.
+template <typename Scalar>
+struct LstmStackCache {
+  Scalar* gates = nullptr;   // [L*D, T, N, 4H] activated gates
+  Scalar* cells = nullptr;   // [L*D, T, N, H] cell states
+  Scalar* hidden = nullptr;  // [L-1, T, N, D*H] outputs of every layer but the last (nullptr when L = 1)
+};
+
+// Sizes in elements of the three cache buffers, in the order above.
+struct LstmStackCacheSizes {
+  Index gates = 0, cells = 0, hidden = 0;
+};
+LstmStackCacheSizes lstm_stack_cache_sizes(const LstmStackDims& dims);
+
+//   x [T, N, I]; h0, c0 [L*D, N, H] or nullptr (zeros); y [T, N, D*H]; h_n, c_n [L*D, N, H] or nullptr.
+template <typename Scalar>
+void lstm_stack_forward(const LstmStackDims& dims, const LstmWeights<Scalar>* weights, const Scalar* x,
+                        const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
+                        const LstmStackCache<Scalar>& cache);
+
+//   dy [T, N, D*H]; dh_n, dc_n [L*D, N, H] or nullptr; dx [T, N, I]; dh0, dc0 [L*D, N, H];
+//   grads[k] for k < L*D, written. Allocates two [T, N, D*H] workspaces when L > 1.
+template <typename Scalar>
+void lstm_stack_backward(const LstmStackDims& dims, const LstmWeights<Scalar>* weights, const Scalar* x,
+                         const Scalar* h0, const Scalar* c0, const Scalar* y, const LstmStackCache<Scalar>& cache,
+                         const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n, Scalar* dx, Scalar* dh0,
+                         Scalar* dc0, const LstmWeightGrads<Scalar>* grads);
 
 }  // namespace lstm_ext
