@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Load PyTorch LSTM weights into lstm_ext and compare outputs and every gradient on random shapes.
+"""Load PyTorch LSTM weights into lstm_ext and compare outputs and every gradient on random configurations.
 
     python examples/torch_parity.py [--trials 60] [--seed 123]
 
@@ -18,16 +18,19 @@ import lstm_ext
 
 def one_trial(rng: np.random.Generator, dtype: type, worst: dict) -> None:
     steps, batch, inp, hidden = (int(rng.integers(1, hi)) for hi in (40, 12, 50, 70))
-    batch_first, bias, use_hx = (bool(rng.integers(2)) for _ in range(3))
+    batch_first, bias, use_hx, bidirectional = (bool(rng.integers(2)) for _ in range(4))
+    layers = int(rng.integers(1, 4))
+    states = layers * (2 if bidirectional else 1)
     unbatched = rng.random() < 0.2
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
 
-    theirs = torch.nn.LSTM(inp, hidden, bias=bias, batch_first=batch_first).to(tdtype)
-    ours = lstm_ext.LSTM(inp, hidden, bias=bias, batch_first=batch_first, dtype=dtype)
+    kwargs = dict(num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
+    theirs = torch.nn.LSTM(inp, hidden, **kwargs).to(tdtype)
+    ours = lstm_ext.LSTM(inp, hidden, **kwargs, dtype=dtype)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
 
     x_shape = (steps, inp) if unbatched else ((batch, steps, inp) if batch_first else (steps, batch, inp))
-    state_shape = (1, hidden) if unbatched else (1, batch, hidden)
+    state_shape = (states, hidden) if unbatched else (states, batch, hidden)
     x = rng.standard_normal(x_shape).astype(dtype)
     hx = tuple(rng.standard_normal(state_shape).astype(dtype) for _ in range(2)) if use_hx else None
 

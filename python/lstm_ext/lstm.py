@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,11 +27,10 @@ class _Tape:
     h0: Optional[np.ndarray]
     c0: Optional[np.ndarray]
     y: np.ndarray
-    gates: np.ndarray
-    cells: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    bias: Optional[np.ndarray]
+    cache: Tuple[np.ndarray, np.ndarray, np.ndarray]  # the core's (gates, cells, inner layer outputs)
+    w_ih: List[np.ndarray]
+    w_hh: List[np.ndarray]
+    bias: Optional[List[np.ndarray]]
     y_shape: Tuple[int, ...]   # y's shape as the user saw it
     x_shape: Tuple[int, ...]
     state_shape: Tuple[int, ...]
@@ -44,47 +43,40 @@ def _owned(array: Optional[np.ndarray], user: Any) -> Optional[np.ndarray]:
     return array
 
 
-def _lstm_forward(
-    x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], w_ih: np.ndarray, w_hh: np.ndarray,
-    bias: Optional[np.ndarray], training: bool,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
-    return _core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training)
-
-
-def _lstm_backward(
-    tape: _Tape, dy: np.ndarray, dh_n: Optional[np.ndarray], dc_n: Optional[np.ndarray]
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    return _core.lstm_backward(
-        tape.x, tape.w_ih, tape.w_hh, tape.bias, tape.h0, tape.c0, tape.y, tape.gates, tape.cells, dy, dh_n, dc_n
-    )
-
-
 class _LstmBase(Module):
-    """Shared by LSTM and LSTMCell: weight names, the combined bias and the tape."""
+    """Shared by LSTM and LSTMCell: parameters per (layer, direction), the combined bias, the tape.
 
-    _suffix = ""
+    Every call goes to the core's stacked kernel; a cell is a stack of one layer, one direction, one step.
+    """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool, dtype: Any, seed: Optional[int]) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool, dtype: Any, seed: Optional[int],
+        suffixes: Sequence[str], directions: int,
+    ) -> None:
         super().__init__(dtype)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.bias = bool(bias)
+        self._suffixes = list(suffixes)
+        self._directions = directions
         gates = 4 * self.hidden_size
-        shapes: Dict[str, Tuple[int, ...]] = {
-            f"weight_ih{self._suffix}": (gates, self.input_size),
-            f"weight_hh{self._suffix}": (gates, self.hidden_size),
-        }
-        if self.bias:
-            shapes[f"bias_ih{self._suffix}"] = (gates,)
-            shapes[f"bias_hh{self._suffix}"] = (gates,)
+        shapes: Dict[str, Tuple[int, ...]] = {}
+        for k, sfx in enumerate(self._suffixes):
+            width = self.input_size if k < directions else directions * self.hidden_size
+            shapes[f"weight_ih{sfx}"] = (gates, width)
+            shapes[f"weight_hh{sfx}"] = (gates, self.hidden_size)
+            if self.bias:
+                shapes[f"bias_ih{sfx}"] = (gates,)
+                shapes[f"bias_hh{sfx}"] = (gates,)
         self._init_params(shapes, 1.0 / math.sqrt(self.hidden_size), seed)
         self._tape: Optional[_Tape] = None
 
-    def _weights(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    def _weights(self) -> Tuple[List[np.ndarray], List[np.ndarray], Optional[List[np.ndarray]]]:
         p = self._params
-        s = self._suffix
-        combined = p[f"bias_ih{s}"] + p[f"bias_hh{s}"] if self.bias else None
-        return p[f"weight_ih{s}"], p[f"weight_hh{s}"], combined
+        w_ih = [p[f"weight_ih{s}"] for s in self._suffixes]
+        w_hh = [p[f"weight_hh{s}"] for s in self._suffixes]
+        bias = [p[f"bias_ih{s}"] + p[f"bias_hh{s}"] for s in self._suffixes] if self.bias else None
+        return w_ih, w_hh, bias
 
     def _state(self, name: str, value: Any, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
         if value is None:
@@ -93,18 +85,25 @@ class _LstmBase(Module):
         check_shape(name, array, shape)
         return array
 
+    def _stack_state(self, name: str, value: Any, shape: Tuple[int, ...], batch: int) -> Optional[np.ndarray]:
+        """A state given in the user's shape, as the core's ``[L*D, N, H]`` (a view when possible)."""
+        array = self._state(name, value, shape)
+        return None if array is None else array.reshape(len(self._suffixes), batch, self.hidden_size)
+
     def _run(
         self, x_tm: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], user: Tuple[Any, Any, Any],
         x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], state_shape: Tuple[int, ...],
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Forward on time-major arrays; keeps the tape when training. Returns (y [T,N,H], h_n, c_n)."""
+        """Forward on time-major arrays; keeps the tape when training. Returns (y [T,N,D*H], h_n, c_n)."""
         w_ih, w_hh, bias = self._weights()
-        y, h_n, c_n, gates, cells = _lstm_forward(x_tm, h0, c0, w_ih, w_hh, bias, self.training)
+        layers = len(self._suffixes) // self._directions
+        y, h_n, c_n, cache = _core.lstm_stack_forward(
+            x_tm, w_ih, w_hh, bias, h0, c0, layers, self._directions, self.training
+        )
         if self.training:
             self._tape = _Tape(
-                x=_owned(x_tm, user[0]), h0=_owned(h0, user[1]), c0=_owned(c0, user[2]), y=y,
-                gates=gates, cells=cells, w_ih=w_ih, w_hh=w_hh, bias=bias,
-                y_shape=y_shape, x_shape=x_shape, state_shape=state_shape,
+                x=_owned(x_tm, user[0]), h0=_owned(h0, user[1]), c0=_owned(c0, user[2]), y=y, cache=cache,
+                w_ih=w_ih, w_hh=w_hh, bias=bias, y_shape=y_shape, x_shape=x_shape, state_shape=state_shape,
             )
             y = y.copy()  # the tape's y is the saved hidden states: the caller gets its own
         else:
@@ -119,15 +118,25 @@ class _LstmBase(Module):
             )
         return self._tape
 
-    def _finish_backward(
-        self, dw_ih: np.ndarray, dw_hh: np.ndarray, dbias: Optional[np.ndarray], accumulate: bool
-    ) -> None:
-        s = self._suffix
-        new = {f"weight_ih{s}": dw_ih, f"weight_hh{s}": dw_hh}
-        if dbias is not None:
-            new[f"bias_ih{s}"] = dbias
-            new[f"bias_hh{s}"] = dbias
+    def _run_backward(
+        self, tape: _Tape, dy_tm: np.ndarray, dh_n: Optional[np.ndarray], dc_n: Optional[np.ndarray],
+        accumulate: bool,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Backward on time-major arrays; stores the weight gradients. Returns (dx, dh0, dc0) as the core's."""
+        layers = len(self._suffixes) // self._directions
+        dx, dh0, dc0, dw_ih, dw_hh, dbias = _core.lstm_stack_backward(
+            tape.x, tape.w_ih, tape.w_hh, tape.bias, tape.h0, tape.c0, layers, self._directions, tape.y,
+            *tape.cache, dy_tm, dh_n, dc_n,
+        )
+        new: Dict[str, np.ndarray] = {}
+        for k, sfx in enumerate(self._suffixes):
+            new[f"weight_ih{sfx}"] = dw_ih[k]
+            new[f"weight_hh{sfx}"] = dw_hh[k]
+            if dbias is not None:
+                new[f"bias_ih{sfx}"] = dbias[k]
+                new[f"bias_hh{sfx}"] = dbias[k]
         self._store_grads(new, accumulate)
+        return dx, dh0, dc0
 
     @property
     def cache_nbytes(self) -> int:
@@ -135,7 +144,7 @@ class _LstmBase(Module):
         t = self._tape
         if t is None:
             return 0
-        kept = [t.x, t.h0, t.c0, t.y, t.gates, t.cells]
+        kept = [t.x, t.h0, t.c0, t.y, *t.cache]
         return int(sum(a.nbytes for a in kept if a is not None))
 
 
@@ -152,13 +161,18 @@ class LSTM(_LstmBase):
     ----------
     input_size, hidden_size : int
         ``I`` and ``H``.
-    num_layers, dropout, bidirectional, proj_size
-        torch's arguments, accepted at their defaults only for now (1, 0.0, False, 0); other values raise
-        NotImplementedError. They keep torch's positional order.
+    num_layers : int
+        ``L`` stacked layers; layer ``l > 0`` reads the output of layer ``l - 1``.
     bias : bool
-        With ``bias_ih_l0`` and ``bias_hh_l0`` (default True).
+        With ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (default True).
     batch_first : bool
-        ``x`` and ``y`` are ``(N, T, ...)`` instead of ``(T, N, ...)``. The states keep ``(1, N, H)``.
+        ``x`` and ``y`` are ``(N, T, ...)`` instead of ``(T, N, ...)``. The states keep ``(L*D, N, H)``.
+    dropout, proj_size
+        torch's arguments, accepted at their defaults only for now (0.0, 0); other values raise
+        NotImplementedError. All arguments keep torch's positional order.
+    bidirectional : bool
+        ``D = 2``: a second direction per layer runs in reverse time (parameters ``*_reverse``); ``y`` holds
+        both directions' outputs side by side, ``(T, N, 2H)``.
     dtype : np.float32 or np.float64
         Of the parameters and of every array the layer accepts.
     seed : int, optional
@@ -174,8 +188,6 @@ class LSTM(_LstmBase):
     backward. NaN and Inf propagate as in torch. The kernels release the GIL.
     """
 
-    _suffix = "_l0"
-
     def __init__(
         self,
         input_size: int,
@@ -190,21 +202,23 @@ class LSTM(_LstmBase):
         dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
-        unsupported = {"num_layers": (num_layers, 1), "dropout": (dropout, 0.0),
-                       "bidirectional": (bidirectional, False), "proj_size": (proj_size, 0)}
-        for name, (value, default) in unsupported.items():
+        for name, (value, default) in {"dropout": (dropout, 0.0), "proj_size": (proj_size, 0)}.items():
             if value != default:
                 raise NotImplementedError(f"{name}={value!r} is not implemented yet; only {name}={default!r}")
-        self.num_layers = 1
+        self.num_layers = check_size("num_layers", num_layers)
         self.dropout = 0.0
-        self.bidirectional = False
+        self.bidirectional = bool(bidirectional)
         self.proj_size = 0
         self.batch_first = bool(batch_first)
-        super().__init__(input_size, hidden_size, bias, dtype, seed)
+        directions = 2 if self.bidirectional else 1
+        suffixes = [f"_l{l}{'_reverse' if d else ''}" for l in range(self.num_layers) for d in range(directions)]
+        super().__init__(input_size, hidden_size, bias, dtype, seed, suffixes, directions)
 
     def __repr__(self) -> str:
-        extra = "" if self.bias else ", bias=False"
+        extra = f", num_layers={self.num_layers}" if self.num_layers > 1 else ""
+        extra += "" if self.bias else ", bias=False"
         extra += ", batch_first=True" if self.batch_first else ""
+        extra += ", bidirectional=True" if self.bidirectional else ""
         return f"LSTM({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
     def _time_major(self, name: str, array: np.ndarray) -> Tuple[np.ndarray, bool]:
@@ -223,12 +237,14 @@ class LSTM(_LstmBase):
         x : array_like
             ``(T, N, I)``, or ``(N, T, I)`` with ``batch_first``, or unbatched ``(T, I)``.
         hx : tuple of two arrays, optional
-            ``(h0, c0)``, each ``(1, N, H)`` (unbatched: ``(1, H)``). Zeros when omitted.
+            ``(h0, c0)``, each ``(L*D, N, H)`` (unbatched: ``(L*D, H)``), ordered layer by layer, forward
+            direction first, as torch. Zeros when omitted.
 
         Returns
         -------
         y : ndarray
-            ``(T, N, H)`` (``(N, T, H)`` with ``batch_first``; ``(T, H)`` unbatched): ``h_t`` for every step.
+            ``(T, N, D*H)`` (``(N, T, D*H)`` with ``batch_first``; ``(T, D*H)`` unbatched): the last layer's
+            ``h_t`` for every step, both directions side by side.
         (h_n, c_n) : tuple of ndarray
             The final states, shaped as ``h0`` and ``c0``.
         """
@@ -247,14 +263,16 @@ class LSTM(_LstmBase):
         if batch == 0:
             raise ValueError(f"x: empty batch (N=0) in shape {x.shape}; expected at least one sequence")
 
-        state_shape = (1, self.hidden_size) if unbatched else (1, batch, self.hidden_size)
+        k = len(self._suffixes)
+        state_shape = (k, self.hidden_size) if unbatched else (k, batch, self.hidden_size)
         h0 = c0 = h_user = c_user = None
         if hx is not None:
             h_user, c_user = check_pair("hx", hx)
-            h0 = self._state("hx[0] (h0)", h_user, state_shape).reshape(batch, self.hidden_size)
-            c0 = self._state("hx[1] (c0)", c_user, state_shape).reshape(batch, self.hidden_size)
+            h0 = self._stack_state("hx[0] (h0)", h_user, state_shape, batch)
+            c0 = self._stack_state("hx[1] (c0)", c_user, state_shape, batch)
 
-        y_shape = (x.shape[0], self.hidden_size) if unbatched else x.shape[:2] + (self.hidden_size,)
+        out = self._directions * self.hidden_size
+        y_shape = (x.shape[0], out) if unbatched else x.shape[:2] + (out,)
         y, h_n, c_n = self._run(x_tm, h0, c0, (x_in, h_user, c_user), x.shape, y_shape, state_shape)
         if self.batch_first and not unbatched:
             y = np.ascontiguousarray(y.transpose(1, 0, 2))
@@ -294,12 +312,9 @@ class LSTM(_LstmBase):
         dh_n = dc_n = None
         if dhx is not None:
             dh_user, dc_user = check_pair("dhx", dhx)
-            if dh_user is not None:
-                dh_n = self._state("dhx[0] (dh_n)", dh_user, tape.state_shape).reshape(batch, self.hidden_size)
-            if dc_user is not None:
-                dc_n = self._state("dhx[1] (dc_n)", dc_user, tape.state_shape).reshape(batch, self.hidden_size)
-        dx, dh0, dc0, dw_ih, dw_hh, dbias = _lstm_backward(tape, dy_tm, dh_n, dc_n)
-        self._finish_backward(dw_ih, dw_hh, dbias, accumulate)
+            dh_n = self._stack_state("dhx[0] (dh_n)", dh_user, tape.state_shape, batch)
+            dc_n = self._stack_state("dhx[1] (dc_n)", dc_user, tape.state_shape, batch)
+        dx, dh0, dc0 = self._run_backward(tape, dy_tm, dh_n, dc_n, accumulate)
         if self.batch_first and not unbatched:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx.reshape(tape.x_shape), (dh0.reshape(tape.state_shape), dc0.reshape(tape.state_shape))
@@ -316,7 +331,7 @@ class LSTMCell(_LstmBase):
         self, input_size: int, hidden_size: int, bias: bool = True, *, dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
-        super().__init__(input_size, hidden_size, bias, dtype, seed)
+        super().__init__(input_size, hidden_size, bias, dtype, seed, [""], 1)
 
     def __repr__(self) -> str:
         extra = "" if self.bias else ", bias=False"
@@ -350,8 +365,8 @@ class LSTMCell(_LstmBase):
         h0 = c0 = h_user = c_user = None
         if hx is not None:
             h_user, c_user = check_pair("hx", hx)
-            h0 = self._state("hx[0] (h0)", h_user, state_shape).reshape(batch, self.hidden_size)
-            c0 = self._state("hx[1] (c0)", c_user, state_shape).reshape(batch, self.hidden_size)
+            h0 = self._stack_state("hx[0] (h0)", h_user, state_shape, batch)
+            c0 = self._stack_state("hx[1] (c0)", c_user, state_shape, batch)
         x_tm = x.reshape(1, batch, self.input_size)
         y, _, c1 = self._run(x_tm, h0, c0, (x_in, h_user, c_user), x.shape, state_shape, state_shape)
         return y.reshape(state_shape), c1.reshape(state_shape)
@@ -379,10 +394,8 @@ class LSTMCell(_LstmBase):
         batch = tape.y.shape[1]
         dh = as_float_array("dh1", dh1, self.dtype)
         check_shape("dh1", dh, tape.state_shape, "the shape of h1")
-        dc = self._state("dc1", dc1, tape.state_shape)
+        dc_n = self._stack_state("dc1", dc1, tape.state_shape, batch)
         # h1 is y's only step, so dh1 enters as dy; dc1 as the gradient of the final cell state.
         dy = dh.reshape(1, batch, self.hidden_size)
-        dc_n = None if dc is None else dc.reshape(batch, self.hidden_size)
-        dx, dh0, dc0, dw_ih, dw_hh, dbias = _lstm_backward(tape, dy, None, dc_n)
-        self._finish_backward(dw_ih, dw_hh, dbias, accumulate)
+        dx, dh0, dc0 = self._run_backward(tape, dy, None, dc_n, accumulate)
         return dx.reshape(tape.x_shape), (dh0.reshape(tape.state_shape), dc0.reshape(tape.state_shape))

@@ -64,102 +64,6 @@ const Scalar* data_or_null(const OptArray<Scalar>& a) {
   return a ? a->data() : nullptr;
 }
 
-// Dims from x [T, N, I] and w_hh [4H, H]; checks w_ih, w_hh and bias against them.
-template <typename Scalar>
-lstm_ext::LstmDims lstm_dims(const Array<Scalar>& x, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
-                             const OptArray<Scalar>& bias) {
-  expect_rank("x", x, 3);
-  expect_rank("w_hh", w_hh, 2);
-  const Index H = w_hh.shape(1);
-  lstm_ext::LstmDims d{x.shape(0), x.shape(1), x.shape(2), H};
-  expect_shape("w_ih", w_ih, {lstm_ext::kGatesLstm * H, d.input});
-  expect_shape("w_hh", w_hh, {lstm_ext::kGatesLstm * H, H});
-  if (bias) expect_shape("bias", *bias, {lstm_ext::kGatesLstm * H});
-  return d;
-}
-
-template <typename Scalar>
-void expect_state(const char* name, const OptArray<Scalar>& a, const lstm_ext::LstmDims& d) {
-  if (a) expect_shape(name, *a, {d.batch, d.hidden});
-}
-
-template <typename Scalar>
-py::tuple lstm_forward(const Array<Scalar>& x, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
-                       const OptArray<Scalar>& bias, const OptArray<Scalar>& h0, const OptArray<Scalar>& c0,
-                       bool training) {
-  const lstm_ext::LstmDims d = lstm_dims(x, w_ih, w_hh, bias);
-  expect_state("h0", h0, d);
-  expect_state("c0", c0, d);
-  const Index G = lstm_ext::kGatesLstm * d.hidden;
-
-  Array<Scalar> y({d.steps, d.batch, d.hidden});
-  Array<Scalar> h_n({d.batch, d.hidden});
-  Array<Scalar> c_n({d.batch, d.hidden});
-  py::object gates_out = py::none(), cells_out = py::none();
-  lstm_ext::LstmCache<Scalar> cache;
-  if (training) {
-    Array<Scalar> gates({d.steps, d.batch, G});
-    Array<Scalar> cells({d.steps, d.batch, d.hidden});
-    cache.gates = gates.mutable_data();
-    cache.cells = cells.mutable_data();
-    gates_out = std::move(gates);
-    cells_out = std::move(cells);
-  }
-  const lstm_ext::LstmWeights<Scalar> weights{w_ih.data(), w_hh.data(), data_or_null(bias)};
-  Scalar* y_ptr = y.mutable_data();
-  Scalar* h_n_ptr = h_n.mutable_data();
-  Scalar* c_n_ptr = c_n.mutable_data();
-  {
-    py::gil_scoped_release release;
-    lstm_ext::lstm_forward<Scalar>(d, weights, x.data(), data_or_null(h0), data_or_null(c0), y_ptr, h_n_ptr,
-                                   c_n_ptr, cache);
-  }
-  return py::make_tuple(y, h_n, c_n, gates_out, cells_out);
-}
-
-template <typename Scalar>
-py::tuple lstm_backward(const Array<Scalar>& x, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
-                        const OptArray<Scalar>& bias, const OptArray<Scalar>& h0, const OptArray<Scalar>& c0,
-                        const Array<Scalar>& y, const Array<Scalar>& gates, const Array<Scalar>& cells,
-                        const Array<Scalar>& dy, const OptArray<Scalar>& dh_n, const OptArray<Scalar>& dc_n) {
-  const lstm_ext::LstmDims d = lstm_dims(x, w_ih, w_hh, bias);
-  const Index G = lstm_ext::kGatesLstm * d.hidden;
-  expect_state("h0", h0, d);
-  expect_state("c0", c0, d);
-  expect_shape("y", y, {d.steps, d.batch, d.hidden});
-  expect_shape("gates", gates, {d.steps, d.batch, G});
-  expect_shape("cells", cells, {d.steps, d.batch, d.hidden});
-  expect_shape("dy", dy, {d.steps, d.batch, d.hidden});
-  expect_state("dh_n", dh_n, d);
-  expect_state("dc_n", dc_n, d);
-
-  Array<Scalar> dx({d.steps, d.batch, d.input});
-  Array<Scalar> dh0({d.batch, d.hidden});
-  Array<Scalar> dc0({d.batch, d.hidden});
-  Array<Scalar> dw_ih({G, d.input});
-  Array<Scalar> dw_hh({G, d.hidden});
-  py::object dbias_out = py::none();
-  lstm_ext::LstmWeightGrads<Scalar> grads{dw_ih.mutable_data(), dw_hh.mutable_data(), nullptr};
-  if (bias) {
-    Array<Scalar> dbias({G});
-    grads.dbias = dbias.mutable_data();
-    dbias_out = std::move(dbias);
-  }
-  // The cache is only read; the core's struct is shared with the forward, hence the const_cast.
-  const lstm_ext::LstmCache<Scalar> cache{const_cast<Scalar*>(gates.data()), const_cast<Scalar*>(cells.data())};
-  const lstm_ext::LstmWeights<Scalar> weights{w_ih.data(), w_hh.data(), data_or_null(bias)};
-  Scalar* dx_ptr = dx.mutable_data();
-  Scalar* dh0_ptr = dh0.mutable_data();
-  Scalar* dc0_ptr = dc0.mutable_data();
-  {
-    py::gil_scoped_release release;
-    lstm_ext::lstm_backward<Scalar>(d, weights, x.data(), data_or_null(h0), data_or_null(c0), y.data(), cache,
-                                    dy.data(), data_or_null(dh_n), data_or_null(dc_n), dx_ptr, dh0_ptr,
-                                    dc0_ptr, grads);
-  }
-  return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, dbias_out);
-}
-
 template <typename Scalar>
 using ArrayList = std::vector<Array<Scalar>>;
 
@@ -297,20 +201,6 @@ void def_lstm(py::module_& m) {
         py::arg("gates").noconvert(), py::arg("cells").noconvert(), py::arg("hidden").noconvert(),
         py::arg("dy").noconvert(), py::arg("dh_n").noconvert().none(true), py::arg("dc_n").noconvert().none(true),
         "Backward of lstm_stack_forward. Returns (dx, dh0, dc0, [dw_ih], [dw_hh], [dbias] or None).");
-  m.def("lstm_forward", &lstm_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-        py::arg("w_hh").noconvert(), py::arg("bias").noconvert().none(true), py::arg("h0").noconvert().none(true),
-        py::arg("c0").noconvert().none(true), py::arg("training"),
-        "LSTM forward over a sequence: x [T, N, I], w_ih [4H, I], w_hh [4H, H], bias [4H] = b_ih + b_hh or "
-        "None, h0/c0 [N, H] or None (zeros). Returns (y [T, N, H], h_n, c_n, gates, cells); gates [T, N, 4H] "
-        "and cells [T, N, H] are the training cache, None when training is False. Releases the GIL.");
-  m.def("lstm_backward", &lstm_backward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-        py::arg("w_hh").noconvert(), py::arg("bias").noconvert().none(true), py::arg("h0").noconvert().none(true),
-        py::arg("c0").noconvert().none(true), py::arg("y").noconvert(), py::arg("gates").noconvert(),
-        py::arg("cells").noconvert(), py::arg("dy").noconvert(), py::arg("dh_n").noconvert().none(true),
-        py::arg("dc_n").noconvert().none(true),
-        "LSTM backward through time of a training forward with the same arguments. Returns (dx, dh0, dc0, "
-        "dw_ih, dw_hh, dbias); dbias is None when bias is None and is the gradient of b_ih and b_hh alike. "
-        "Releases the GIL.");
 }
 
 }  // namespace
@@ -324,12 +214,4 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &lstm_ext::get_num_threads, "Threads used by the kernels.");
   m.def("default_num_threads", &lstm_ext::default_num_threads,
         "CPUs this process may run on: the default thread count.");
-  m.def(
-      "lstm_cache_bytes",
-      [](Index steps, Index batch, Index input, Index hidden, bool double_precision) {
-        const lstm_ext::LstmDims d{steps, batch, input, hidden};
-        return double_precision ? lstm_ext::lstm_cache_bytes<double>(d) : lstm_ext::lstm_cache_bytes<float>(d);
-      },
-      py::arg("steps"), py::arg("batch"), py::arg("input"), py::arg("hidden"), py::arg("double_precision"),
-      "Bytes a training forward keeps for the backward beyond x and y.");
 }
