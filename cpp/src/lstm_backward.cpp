@@ -73,7 +73,9 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   const Index ldy = detail::y_stride_of(kWhere, layout, H);
   const Index step_y = N * ldy;
 
-  std::vector<Scalar> d_gates_ws(static_cast<size_t>(T * step_gates));
+  // Eigen storage, so the workspace's alignment (and with it the vectorised products' summation order)
+  // is the same on every call.
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> d_gates_ws(T * step_gates);
   detail::GateScratch<Scalar> scratch(H);
   Scalar* d_gates = d_gates_ws.data();
 

@@ -46,8 +46,8 @@ void gate_pass_forward(Index batch, Index hidden, Scalar* gates, const Scalar* c
 template <typename Scalar>
 Index lstm_cache_bytes(const LstmDims& dims) {
   detail::check_dims("lstm_cache_bytes", dims);
-  const Index per_step = dims.batch * (kGatesLstm + 1) * dims.hidden;
-  return checked_product("lstm_cache_bytes", {dims.steps, per_step, static_cast<Index>(sizeof(Scalar))});
+  return checked_product("lstm_cache_bytes", {dims.steps, dims.batch, kGatesLstm + 1, dims.hidden,
+                                              static_cast<Index>(sizeof(Scalar))});
 }
 
 template <typename Scalar>
@@ -72,16 +72,17 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index step_y = N * ldy;
 
   // Inference keeps nothing: the pre-activations and the running cell state live in per-call workspaces.
-  std::vector<Scalar> gates_ws;
-  std::vector<Scalar> cell_ws;
+  // Eigen storage: aligned alike on every call, so results do not move with the allocator's addresses.
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> gates_ws;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> cell_ws;
   Scalar* gates = cache.gates;
   if (!training) {
-    gates_ws.resize(static_cast<size_t>(T * step_gates));
+    gates_ws.resize(T * step_gates);
     gates = gates_ws.data();
   }
   Scalar* running_c = c_n;
   if (!training && running_c == nullptr) {
-    cell_ws.resize(static_cast<size_t>(step_state));
+    cell_ws.resize(step_state);
     running_c = cell_ws.data();
   }
 

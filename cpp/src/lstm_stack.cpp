@@ -98,6 +98,7 @@ void lstm_stack_backward(const LstmStackDims& dims, const LstmWeights<Scalar>* w
   require(cache.gates != nullptr && cache.cells != nullptr && (dims.layers == 1 || cache.hidden != nullptr),
           kWhere, "the cache of a training forward is required");
   require(x != nullptr && y != nullptr && dy != nullptr && dx != nullptr, kWhere, "x, y, dy and dx are required");
+  require(dh0 != nullptr && dc0 != nullptr, kWhere, "dh0 and dc0 are required");
 
   const Index D = dims.directions, H = dims.hidden, out = D * H;
   const Index rows = dims.steps * dims.batch;

@@ -6,8 +6,10 @@
 // No Eigen and nothing from the core here, so a bug in one cannot hide in the other.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 namespace lstm_ext::testing {
@@ -141,6 +143,119 @@ inline RefGrads ref_lstm_backward(const RefDims& d, const std::vector<double>& w
   }
   out.dh0 = dh;
   out.dc0 = dc;
+  return out;
+}
+
+// ---- stacked and bidirectional, composed from the single direction above --------------------------------
+
+// a [T, R] (R values per step) with the steps in reverse order: a reverse direction is a forward one over
+// reversed time, reversed back.
+inline std::vector<double> ref_reverse_time(const std::vector<double>& a, std::size_t steps) {
+  const std::size_t per_step = a.size() / steps;
+  std::vector<double> out(a.size());
+  for (std::size_t t = 0; t < steps; ++t) {
+    for (std::size_t e = 0; e < per_step; ++e) out[t * per_step + e] = a[(steps - 1 - t) * per_step + e];
+  }
+  return out;
+}
+
+struct RefStackDims {
+  std::size_t steps = 0, batch = 0, input = 0, hidden = 0, layers = 1, directions = 1;  // T N I H L D
+  RefDims layer(std::size_t l) const { return {steps, batch, l == 0 ? input : directions * hidden, hidden}; }
+};
+
+struct RefLayerWeights {
+  std::vector<double> w_ih, w_hh, bias;  // bias empty: none
+};
+
+struct RefStackForward {
+  std::vector<double> y;                          // [T, N, D*H]
+  std::vector<double> h_n, c_n;                   // [L*D, N, H]
+  std::vector<std::vector<double>> layer_inputs;  // [L] of [T, N, I or D*H]: x, then each layer's output
+  std::vector<RefForward> runs;                   // [L*D], each in its own direction's step order
+};
+
+struct RefStackGrads {
+  std::vector<double> dx;      // [T, N, I]
+  std::vector<double> dh0;     // [L*D, N, H]
+  std::vector<double> dc0;     // [L*D, N, H]
+  std::vector<RefGrads> runs;  // [L*D]: dw_ih, dw_hh, dbias of each (layer, direction)
+};
+
+// Slice k of a [K, N*H] array, or empty when the array is (absent states stay absent).
+inline std::vector<double> ref_slice(const std::vector<double>& a, std::size_t k, std::size_t size) {
+  if (a.empty()) return {};
+  return std::vector<double>(a.begin() + static_cast<std::ptrdiff_t>(k * size),
+                             a.begin() + static_cast<std::ptrdiff_t>((k + 1) * size));
+}
+
+// h0, c0: [L*D, N, H] or empty. Direction d of layer l uses weights[l*D + d].
+inline RefStackForward ref_stack_forward(const RefStackDims& d, const std::vector<RefLayerWeights>& weights,
+                                         const std::vector<double>& x, const std::vector<double>& h0,
+                                         const std::vector<double>& c0) {
+  const std::size_t T = d.steps, N = d.batch, H = d.hidden, D = d.directions, NH = N * H;
+  RefStackForward out;
+  out.h_n.assign(d.layers * D * NH, 0.0);
+  out.c_n.assign(d.layers * D * NH, 0.0);
+  std::vector<double> layer_in = x;
+  for (std::size_t l = 0; l < d.layers; ++l) {
+    out.layer_inputs.push_back(layer_in);
+    std::vector<double> layer_out(T * N * D * H);
+    for (std::size_t dir = 0; dir < D; ++dir) {
+      const std::size_t k = l * D + dir;
+      const RefLayerWeights& w = weights[k];
+      const std::vector<double> in = dir == 1 ? ref_reverse_time(layer_in, T) : layer_in;
+      RefForward run = ref_lstm_forward(d.layer(l), w.w_ih, w.w_hh, w.bias, in, ref_slice(h0, k, NH),
+                                        ref_slice(c0, k, NH));
+      const std::vector<double> y = dir == 1 ? ref_reverse_time(run.y, T) : run.y;
+      for (std::size_t row = 0; row < T * N; ++row) {
+        for (std::size_t j = 0; j < H; ++j) layer_out[row * D * H + dir * H + j] = y[row * H + j];
+      }
+      std::copy(run.h_n.begin(), run.h_n.end(), out.h_n.begin() + static_cast<std::ptrdiff_t>(k * NH));
+      std::copy(run.c_n.begin(), run.c_n.end(), out.c_n.begin() + static_cast<std::ptrdiff_t>(k * NH));
+      out.runs.push_back(std::move(run));
+    }
+    layer_in = layer_out;
+  }
+  out.y = layer_in;
+  return out;
+}
+
+// Gradients of <y, dy> + <h_n, dh_n> + <c_n, dc_n>; dh_n, dc_n: [L*D, N, H] or empty.
+inline RefStackGrads ref_stack_backward(const RefStackDims& d, const std::vector<RefLayerWeights>& weights,
+                                        const std::vector<double>& h0, const std::vector<double>& c0,
+                                        const RefStackForward& fwd, const std::vector<double>& dy,
+                                        const std::vector<double>& dh_n, const std::vector<double>& dc_n) {
+  const std::size_t T = d.steps, N = d.batch, H = d.hidden, D = d.directions, NH = N * H;
+  RefStackGrads out;
+  out.dh0.assign(d.layers * D * NH, 0.0);
+  out.dc0.assign(d.layers * D * NH, 0.0);
+  out.runs.resize(d.layers * D);
+  std::vector<double> d_out = dy;  // gradient w.r.t. the current layer's output [T, N, D*H]
+  for (std::size_t l = d.layers; l-- > 0;) {
+    const RefDims ld = d.layer(l);
+    std::vector<double> d_in(T * N * ld.input, 0.0);
+    for (std::size_t dir = 0; dir < D; ++dir) {
+      const std::size_t k = l * D + dir;
+      const RefLayerWeights& w = weights[k];
+      std::vector<double> dy_dir(T * NH);
+      for (std::size_t row = 0; row < T * N; ++row) {
+        for (std::size_t j = 0; j < H; ++j) dy_dir[row * H + j] = d_out[row * D * H + dir * H + j];
+      }
+      const std::vector<double>& layer_in = fwd.layer_inputs[l];
+      RefGrads g = ref_lstm_backward(ld, w.w_ih, w.w_hh, w.bias, dir == 1 ? ref_reverse_time(layer_in, T) : layer_in,
+                                     ref_slice(h0, k, NH), ref_slice(c0, k, NH), fwd.runs[k],
+                                     dir == 1 ? ref_reverse_time(dy_dir, T) : dy_dir, ref_slice(dh_n, k, NH),
+                                     ref_slice(dc_n, k, NH));
+      const std::vector<double> dx = dir == 1 ? ref_reverse_time(g.dx, T) : g.dx;
+      for (std::size_t e = 0; e < d_in.size(); ++e) d_in[e] += dx[e];
+      std::copy(g.dh0.begin(), g.dh0.end(), out.dh0.begin() + static_cast<std::ptrdiff_t>(k * NH));
+      std::copy(g.dc0.begin(), g.dc0.end(), out.dc0.begin() + static_cast<std::ptrdiff_t>(k * NH));
+      out.runs[k] = std::move(g);
+    }
+    d_out = d_in;
+  }
+  out.dx = d_out;
   return out;
 }
 

@@ -58,7 +58,7 @@ TYPED_TEST(LstmThreads, OneAndTwoThreadsAgreeToRounding) {
     set_num_threads(2);
     const CoreRun<Scalar> threaded = core_forward_backward(in);
     const CoreRun<Scalar> threaded_inference = core_forward(in, /*training=*/false);
-    const Tolerance tol = thread_tolerance<Scalar>();
+    const Tolerance tol = reorder_tolerance<Scalar>();
     EXPECT_TRUE(all_close("y (inference)", threaded_inference.y, serial_inference.y, tol));
     EXPECT_TRUE(all_close("y", threaded.y, serial.y, tol));
     EXPECT_TRUE(all_close("c_n", threaded.c_n, serial.c_n, tol));

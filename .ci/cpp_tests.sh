@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The C++ unit tests of the core, without the Python module: GoogleTest from Debian's libgtest-dev, Eigen from
+# the cmeel-eigen wheel, configured into build/cpp-tests and run by ctest. Run from anywhere; a second run
+# only rebuilds what changed.
+#   PYTHON=/path/to/venv/bin/python   reuse that environment's cmeel-eigen when it has one
+#   CMAKE_GENERATOR                   as CMake reads it (default here: Ninja when installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir=build/cpp-tests
+eigen_dir=build/cpp-tests-eigen  # a pip --target install of the wheel, kept for the next run
+
+if [[ ! -f /usr/include/gtest/gtest.h ]]; then
+  echo "cpp_tests: installing libgtest-dev"
+  as_root=(env DEBIAN_FRONTEND=noninteractive)  # CI runs as root; a developer's machine may need sudo
+  if [[ $(id -u) -ne 0 ]]; then as_root=(sudo "${as_root[@]}"); fi
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" apt-get install -y -qq libgtest-dev
+fi
+
+# The prefix to hand CMake is the directory that holds cmeel.prefix/ (site-packages, or the --target dir).
+has_eigen() { [[ -f "$1/cmeel.prefix/include/eigen3/Eigen/Core" ]]; }
+eigen_prefix=""
+if [[ -n "${PYTHON:-}" ]]; then
+  purelib=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  if has_eigen "$purelib"; then eigen_prefix=$purelib; fi
+fi
+if [[ -z "$eigen_prefix" ]]; then
+  if ! has_eigen "$eigen_dir"; then
+    echo "cpp_tests: installing cmeel-eigen into $eigen_dir"
+    rm -rf "$eigen_dir"
+    # The same bounds as pyproject.toml's build requirement. --no-deps: only the headers and CMake config
+    # are needed, not the cmeel build tool.
+    "${PYTHON:-python3}" -m pip install --quiet --no-deps --target "$eigen_dir" "cmeel-eigen>=3.4,<4"
+  fi
+  eigen_prefix=$(cd "$eigen_dir" && pwd)
+fi
+
+generator=()
+if [[ -z "${CMAKE_GENERATOR:-}" && ! -f "$build_dir/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
+  generator=(-G Ninja)
+fi
+
+cmake -S . -B "$build_dir" "${generator[@]}" \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DLSTM_EXT_BUILD_PYTHON=OFF \
+  -DLSTM_EXT_BUILD_TESTS=ON \
+  -DLSTM_EXT_BUILD_BENCHMARKS=OFF \
+  -DCMAKE_PREFIX_PATH="$eigen_prefix"
+cmake --build "$build_dir" --parallel 2
+ctest --test-dir "$build_dir" --output-on-failure
