@@ -32,7 +32,8 @@ if [[ -z "$eigen_prefix" ]]; then
     rm -rf "$eigen_dir"
     # The same bounds as pyproject.toml's build requirement. --no-deps: only the headers and CMake config
     # are needed, not the cmeel build tool.
-    "${PYTHON:-python3}" -m pip install --quiet --no-deps --target "$eigen_dir" "cmeel-eigen>=3.4,<4"
+    PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --quiet --no-deps --target "$eigen_dir" \
+      "cmeel-eigen>=3.4,<4"
   fi
   eigen_prefix=$(cd "$eigen_dir" && pwd)
 fi
@@ -49,4 +50,5 @@ cmake -S . -B "$build_dir" "${generator[@]}" \
   -DLSTM_EXT_BUILD_BENCHMARKS=OFF \
   -DCMAKE_PREFIX_PATH="$eigen_prefix"
 cmake --build "$build_dir" --parallel 2
-ctest --test-dir "$build_dir" --output-on-failure
+# --no-tests=error: a build that registered no test fails instead of passing; --timeout: a hang ends.
+ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --timeout 300

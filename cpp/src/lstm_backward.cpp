@@ -124,7 +124,12 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
     dw_hh.noalias() += ConstMatrixMap<Scalar>(d_gates + t_first * step_gates, N, G).transpose() *
                        ConstMatrixMap<Scalar>(h0, N, H);
   }
-  if (grads.dbias != nullptr) RowVectorMap<Scalar>(grads.dbias, G) = all_d_gates.colwise().sum();
+  if (grads.dbias != nullptr) {
+    // Summed into aligned storage first: on caller memory the scalar/vector split, which rounds differently,
+    // would follow the buffer's address.
+    const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> dbias = all_d_gates.colwise().sum();
+    RowVectorMap<Scalar>(grads.dbias, G) = dbias;
+  }
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \

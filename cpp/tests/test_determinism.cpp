@@ -1,67 +1,92 @@
 // SPDX-License-Identifier: MIT
-// Bit-for-bit reproducibility: the same inputs give the same bits whatever the addresses of the buffers.
+// Bit-for-bit reproducibility: the same inputs give the same bits wherever the caller's buffers sit.
 // Eigen runs the unaligned head of a vectorised element-wise loop or reduction through its scalar path, which
-// rounds differently, so on caller (or malloc'd) memory the result can move with the address.
-//
-// RepeatedBackwardCallsGiveIdenticalGradients is DISABLED: dbias is a column sum over the core's own
-// [T, N, 4H] workspace, whose address malloc chooses, and two identical lstm_backward calls can differ in its
-// last bits (float). Run with --gtest_also_run_disabled_tests to see it; enable once the core's reduction is
-// address-independent.
+// rounds differently, so a kernel that works in place on caller memory can move with the address. Each test
+// repeats one call with every caller buffer shifted by 1 .. 64 bytes, so every SIMD width sees every alignment.
 #include "test_support.h"
 
 #include "lstm_ext/lstm.h"
 
 #include <gtest/gtest.h>
 
-#include <memory>
+#include <string>
 #include <vector>
 
 namespace lstm_ext::testing {
 namespace {
 
+// A copy of `v` that starts `offset` elements into its own allocation.
+template <typename Scalar>
+struct Shifted {
+  std::vector<Scalar> storage;
+  Index offset;
+  Shifted(const std::vector<Scalar>& v, Index off) : storage(v.size() + static_cast<std::size_t>(off)), offset(off) {
+    std::copy(v.begin(), v.end(), storage.begin() + off);
+  }
+  Scalar* data() { return storage.size() == static_cast<std::size_t>(offset) ? nullptr : storage.data() + offset; }
+  std::vector<Scalar> values() const { return std::vector<Scalar>(storage.begin() + offset, storage.end()); }
+};
+
+template <typename Scalar>
+std::vector<Index> offsets() {
+  std::vector<Index> out;
+  for (Index k = 1; k <= Index(64 / sizeof(Scalar)); ++k) out.push_back(k);
+  return out;
+}
+
 template <typename Scalar>
 class LstmDeterminism : public ::testing::Test {};
 TYPED_TEST_SUITE(LstmDeterminism, Scalars, ScalarName);
 
-TYPED_TEST(LstmDeterminism, TrainingForwardDoesNotDependOnTheCacheAddress) {
+TYPED_TEST(LstmDeterminism, ForwardDoesNotDependOnBufferAddresses) {
   using Scalar = TypeParam;
-  const LstmCase c{3, 5, 17, 9};
-  const CoreInputs<Scalar> in(make_data(c));
-  const Index T = c.steps, N = c.batch, H = c.hidden;
-  const CoreRun<Scalar> base = core_forward(in, /*training=*/true);
-  // Every offset within a 64-byte line, so every SIMD width sees every alignment.
-  for (Index offset = 1; offset < Index(64 / sizeof(Scalar)); ++offset) {
-    SCOPED_TRACE("cache.gates offset by " + std::to_string(offset) + " elements");
-    std::vector<Scalar> y(static_cast<std::size_t>(T * N * H));
-    std::vector<Scalar> gates(static_cast<std::size_t>(T * N * kGatesLstm * H + offset));
-    std::vector<Scalar> cells(static_cast<std::size_t>(T * N * H));
-    lstm_forward<Scalar>(in.dims, in.weights(), in.x.data(), in.h0.data(), in.c0.data(), y.data(), nullptr,
-                         nullptr, {gates.data() + offset, cells.data()});
-    EXPECT_TRUE(all_equal("y", y, base.y));
-    EXPECT_TRUE(all_equal("cache.cells", cells, base.cells));
+  for (const LstmCase& c : {LstmCase{3, 5, 17, 9}, LstmCase{4, 1, 6, 13}}) {
+    SCOPED_TRACE(c.describe());
+    const CoreInputs<Scalar> in(make_data(c));
+    for (bool training : {false, true}) {
+      SCOPED_TRACE(training ? "training" : "inference");
+      const CoreRun<Scalar> base = core_forward(in, training);
+      for (Index offset : offsets<Scalar>()) {
+        SCOPED_TRACE("buffers shifted by " + std::to_string(offset) + " elements");
+        Shifted<Scalar> x(in.x, offset), h0(in.h0, offset), c0(in.c0, offset);
+        Shifted<Scalar> y(base.y, offset), h_n(base.h_n, offset), c_n(base.c_n, offset);
+        Shifted<Scalar> gates(base.gates, offset), cells(base.cells, offset);
+        lstm_forward<Scalar>(in.dims, in.weights(), x.data(), h0.data(), c0.data(), y.data(), h_n.data(),
+                             c_n.data(), {gates.data(), cells.data()});
+        EXPECT_TRUE(all_equal("y", y.values(), base.y));
+        EXPECT_TRUE(all_equal("h_n", h_n.values(), base.h_n));
+        EXPECT_TRUE(all_equal("c_n", c_n.values(), base.c_n));
+        EXPECT_TRUE(all_equal("cache.gates", gates.values(), base.gates));
+        EXPECT_TRUE(all_equal("cache.cells", cells.values(), base.cells));
+      }
+    }
   }
 }
 
-// DISABLED, open: repeated backward calls whose workspaces land at other addresses can still differ in the
-// last bit (within float rounding). The backward's own workspace is now aligned; what remains is an
-// alignment-dependent path in a small Eigen product over caller memory. Enable when that is pinned down.
-TYPED_TEST(LstmDeterminism, DISABLED_RepeatedBackwardCallsGiveIdenticalGradients) {
+// dbias once followed its buffer's address (Eigen's scalar/vector split of the column sum); now pinned.
+TYPED_TEST(LstmDeterminism, BackwardDoesNotDependOnBufferAddresses) {
   using Scalar = TypeParam;
-  const CoreInputs<Scalar> in(make_data({5, 3, 4, 7}));
-  const CoreRun<Scalar> first = core_forward_backward(in);
-  // Small live allocations move where the core's next workspace lands.
-  std::vector<std::unique_ptr<char[]>> heap_shifts;
-  for (int k = 1; k <= 8; ++k) {
-    SCOPED_TRACE("after " + std::to_string(k) + " heap shifts");
-    heap_shifts.emplace_back(new char[static_cast<std::size_t>(8 * k)]);
-    CoreRun<Scalar> again = first;
-    core_backward(in, again);
-    EXPECT_TRUE(all_equal("dx", again.dx, first.dx));
-    EXPECT_TRUE(all_equal("dh0", again.dh0, first.dh0));
-    EXPECT_TRUE(all_equal("dc0", again.dc0, first.dc0));
-    EXPECT_TRUE(all_equal("dw_ih", again.dw_ih, first.dw_ih));
-    EXPECT_TRUE(all_equal("dw_hh", again.dw_hh, first.dw_hh));
-    EXPECT_TRUE(all_equal("dbias", again.dbias, first.dbias));
+  for (const LstmCase& c : {LstmCase{5, 3, 4, 7}, LstmCase{4, 1, 6, 13}}) {
+    SCOPED_TRACE(c.describe());
+    const CoreInputs<Scalar> in(make_data(c));
+    const CoreRun<Scalar> base = core_forward_backward(in);
+    for (Index offset : offsets<Scalar>()) {
+      SCOPED_TRACE("buffers shifted by " + std::to_string(offset) + " elements");
+      Shifted<Scalar> x(in.x, offset), h0(in.h0, offset), c0(in.c0, offset), y(base.y, offset);
+      Shifted<Scalar> gates(base.gates, offset), cells(base.cells, offset);
+      Shifted<Scalar> dy(in.dy, offset), dh_n(in.dh_n, offset), dc_n(in.dc_n, offset);
+      Shifted<Scalar> dx(base.dx, offset), dh0(base.dh0, offset), dc0(base.dc0, offset);
+      Shifted<Scalar> dw_ih(base.dw_ih, offset), dw_hh(base.dw_hh, offset), dbias(base.dbias, offset);
+      lstm_backward<Scalar>(in.dims, in.weights(), x.data(), h0.data(), c0.data(), y.data(),
+                            {gates.data(), cells.data()}, dy.data(), dh_n.data(), dc_n.data(), dx.data(),
+                            dh0.data(), dc0.data(), {dw_ih.data(), dw_hh.data(), dbias.data()});
+      EXPECT_TRUE(all_equal("dx", dx.values(), base.dx));
+      EXPECT_TRUE(all_equal("dh0", dh0.values(), base.dh0));
+      EXPECT_TRUE(all_equal("dc0", dc0.values(), base.dc0));
+      EXPECT_TRUE(all_equal("dw_ih", dw_ih.values(), base.dw_ih));
+      EXPECT_TRUE(all_equal("dw_hh", dw_hh.values(), base.dw_hh));
+      EXPECT_TRUE(all_equal("dbias", dbias.values(), base.dbias));
+    }
   }
 }
 

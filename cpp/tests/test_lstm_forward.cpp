@@ -47,18 +47,17 @@ TYPED_TEST(LstmForward, TrainingMatchesScalarReferenceIncludingTheCacheOnOddShap
   }
 }
 
-// Identical up to rounding, not bit for bit: see ResultsDoNotDependOnBufferAddresses below.
-TYPED_TEST(LstmForward, InferenceAndTrainingGiveTheSameOutputs) {
+// Bit for bit: the same products and gate passes, only the cache's buffers differ (see test_determinism.cpp).
+TYPED_TEST(LstmForward, InferenceAndTrainingGiveIdenticalOutputs) {
   using Scalar = TypeParam;
   for (const LstmCase& c : case_grid(/*backward_options=*/false)) {
     SCOPED_TRACE(c.describe());
     const CoreInputs<Scalar> in(make_data(c));
     const CoreRun<Scalar> inference = core_forward(in, /*training=*/false);
     const CoreRun<Scalar> training = core_forward(in, /*training=*/true);
-    const Tolerance tol = reorder_tolerance<Scalar>();
-    EXPECT_TRUE(all_close("y", inference.y, training.y, tol));
-    EXPECT_TRUE(all_close("h_n", inference.h_n, training.h_n, tol));
-    EXPECT_TRUE(all_close("c_n", inference.c_n, training.c_n, tol));
+    EXPECT_TRUE(all_equal("y", inference.y, training.y));
+    EXPECT_TRUE(all_equal("h_n", inference.h_n, training.h_n));
+    EXPECT_TRUE(all_equal("c_n", inference.c_n, training.c_n));
   }
 }
 
@@ -77,11 +76,11 @@ TYPED_TEST(LstmForward, NullInitialStatesActAsZeros) {
       SCOPED_TRACE(training ? "training" : "inference");
       const CoreRun<Scalar> a = core_forward(null_in, training);
       const CoreRun<Scalar> b = core_forward(zero_in, training);
-      const Tolerance tol = reorder_tolerance<Scalar>();
-      EXPECT_TRUE(all_close("y", a.y, b.y, tol));
-      EXPECT_TRUE(all_close("c_n", a.c_n, b.c_n, tol));
-      EXPECT_TRUE(all_close("cache.gates", a.gates, b.gates, tol));
-      EXPECT_TRUE(all_close("cache.cells", a.cells, b.cells, tol));
+      // Exact: adding a product of zeros, or f * 0, changes no bit.
+      EXPECT_TRUE(all_equal("y", a.y, b.y));
+      EXPECT_TRUE(all_equal("c_n", a.c_n, b.c_n));
+      EXPECT_TRUE(all_equal("cache.gates", a.gates, b.gates));
+      EXPECT_TRUE(all_equal("cache.cells", a.cells, b.cells));
     }
   }
 }
@@ -106,7 +105,7 @@ TYPED_TEST(LstmForward, FinalStatesAreOptionalAndEqualTheLastStep) {
     std::vector<Scalar> cells = training ? nan_buffer<Scalar>(c.steps * NH) : std::vector<Scalar>();
     lstm_forward<Scalar>(in.dims, in.weights(), in.x.data(), in.h0.data(), in.c0.data(), y.data(), nullptr,
                          nullptr, {ptr_or_null(gates), ptr_or_null(cells)});
-    EXPECT_TRUE(all_close("y without h_n, c_n", y, full.y, reorder_tolerance<Scalar>()));
+    EXPECT_TRUE(all_equal("y without h_n, c_n", y, full.y));
   }
 }
 

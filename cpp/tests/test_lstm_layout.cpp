@@ -92,7 +92,9 @@ TYPED_TEST(LstmLayoutTest, StridedOutputGivesTheDenseResultsAndLeavesTheGapsAlon
         EXPECT_TRUE(all_close("y", to_dense(strided.y, T * N, H, stride), dense.y, tol));
         std::size_t written_gaps = 0;
         for (Index r = 0; r < T * N; ++r) {
-          for (Index j = H; j < stride; ++j) written_gaps += !std::isnan(strided.y[static_cast<std::size_t>(r * stride + j)]);
+          for (Index j = H; j < stride; ++j) {
+            written_gaps += !std::isnan(strided.y[static_cast<std::size_t>(r * stride + j)]);
+          }
         }
         EXPECT_EQ(written_gaps, 0u) << "y columns past H were written";
         EXPECT_TRUE(all_close("h_n", strided.h_n, dense.h_n, tol));

@@ -188,7 +188,8 @@ std::vector<double> concat_runs(const RefStackForward& fwd, const StackCase& c, 
   for (std::size_t k = 0; k < fwd.runs.size(); ++k) {
     const std::vector<double>& v = gates ? fwd.runs[k].gates : fwd.runs[k].cells;
     // A reverse direction's reference ran over reversed time; the cache is indexed by time.
-    const std::vector<double> in_time = k % c.directions == 1 ? ref_reverse_time(v, static_cast<std::size_t>(c.steps)) : v;
+    const bool reverse = static_cast<Index>(k) % c.directions == 1;
+    const std::vector<double> in_time = reverse ? ref_reverse_time(v, static_cast<std::size_t>(c.steps)) : v;
     out.insert(out.end(), in_time.begin(), in_time.end());
   }
   return out;
@@ -494,10 +495,8 @@ TEST(LstmStackPreconditions, RejectsNullPerLayerWeightsAndGradients) {
   }
 }
 
-// DISABLED: a core bug. lstm_stack_backward does not check dh0 and dc0 (required outputs [L*D, N, H]) and
-// passes dh0 + k*N*H on to lstm_backward: with dh0 = nullptr and L*D > 1 the first (layer, direction) it
-// runs, k = (L-1)*D, gets a non-null wild pointer and the process dies of SIGSEGV instead of throwing.
-// Enable once lstm_stack_backward requires them (this test then passes without crashing).
+// A regression test: dh0 and dc0 were once passed on unchecked as dh0 + k*N*H, so with L*D > 1 the first
+// (layer, direction) got a non-null wild pointer and the process died of SIGSEGV instead of throwing.
 TEST(LstmStackPreconditions, BackwardRejectsNullDh0OrDc0) {
   ValidStackCall c;
   const LstmStackDims dims = c.in.dims;
@@ -509,7 +508,7 @@ TEST(LstmStackPreconditions, BackwardRejectsNullDh0OrDc0) {
                      c.run.dx.data(), which == 0 ? nullptr : c.run.dh0.data(),
                      which == 1 ? nullptr : c.run.dc0.data(), c.grads.data());
         },
-        "lstm_stack_backward", "are required"));
+        "lstm_stack_backward", "dh0 and dc0 are required"));
   }
 }
 

@@ -285,9 +285,8 @@ TEST(LstmCacheBytes, OverflowCheckIncludesTheScalarSize) {
                                       "sizes overflow a 64-bit index"));
 }
 
-// DISABLED: a core bug. lstm_cache_bytes multiplies batch * 5 * hidden unchecked before checked_product;
-// here that signed overflow (undefined behaviour) wraps negative and the call throws "[lstm_cache_bytes]
-// negative size" instead. Enable once the per-step product goes through checked_product too.
+// A regression test: the per-step product N*5H was once computed unchecked, a signed overflow (undefined
+// behaviour) that wrapped negative and threw "negative size".
 TEST(LstmCacheBytes, ThrowsWhenOneStepOfTheCacheOverflows) {
   // N*4H = 2^63 - 4 fits, so the kernels' size check passes; N*5H, one step of the cache, does not.
   const LstmDims dims{1, kMaxIndex / 4, 1, 1};
