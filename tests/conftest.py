@@ -87,6 +87,14 @@ def make_lstm_inputs(
     return x, hx, dy, dhx
 
 
+def layout_inputs(rng, shape, layout="time_major", with_hx=True, dtype=np.float64):
+    """:func:`make_lstm_inputs` for a layout name: ``time_major``, ``batch_first`` or ``unbatched``."""
+    return make_lstm_inputs(
+        rng, shape, batch_first=layout == "batch_first", unbatched=layout == "unbatched", with_hx=with_hx,
+        dtype=dtype,
+    )
+
+
 def reference_weights(state: dict[str, np.ndarray]) -> dict[str, np.ndarray | None]:
     """The float64 ``w_ih, w_hh, b_ih, b_hh`` keyword arguments of the reference from an LSTM or LSTMCell
     ``state_dict`` (keys with or without the ``_l0`` suffix)."""

@@ -8,13 +8,13 @@ import lstm_ext
 import numpy as np
 import pytest
 from conftest import (
+    layout_inputs,
     FD_TOL,
     SHAPE_IDS,
     SHAPES,
     TINY_IDS,
     TINY_SHAPES,
     assert_close,
-    make_lstm_inputs,
     reference_lstm,
 )
 from gradcheck import numerical_grad
@@ -29,15 +29,6 @@ def make_layer(shape, layout="time_major", bias=True, dtype=np.float64, seed=0):
     return lstm_ext.LSTM(inp, hidden, bias=bias, batch_first=layout == "batch_first", dtype=dtype, seed=seed)
 
 
-def inputs(rng, shape, layout="time_major", with_hx=True, dtype=np.float64):
-    return make_lstm_inputs(
-        rng,
-        shape,
-        batch_first=layout == "batch_first",
-        unbatched=layout == "unbatched",
-        with_hx=with_hx,
-        dtype=dtype,
-    )
 
 
 def select_dhx(dhx, which):
@@ -64,7 +55,7 @@ def check_against_reference(layer, x, hx, dy, dhx, batch_first):
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 def test_every_gradient_matches_the_reference(rng, shape, layout, with_hx, bias):
     layer = make_layer(shape, layout, bias)
-    x, hx, dy, dhx = inputs(rng, shape, layout, with_hx)
+    x, hx, dy, dhx = layout_inputs(rng, shape, layout, with_hx)
     check_against_reference(layer, x, hx, dy, dhx, layout == "batch_first")
 
 
@@ -72,13 +63,13 @@ def test_every_gradient_matches_the_reference(rng, shape, layout, with_hx, bias)
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 def test_gradients_with_and_without_dhx_match_the_reference(rng, shape, which):
     layer = make_layer(shape)
-    x, hx, dy, dhx = inputs(rng, shape)
+    x, hx, dy, dhx = layout_inputs(rng, shape)
     check_against_reference(layer, x, hx, dy, select_dhx(dhx, which), False)
 
 
 def test_dhx_none_equals_zero_dhx(rng):
     layer = make_layer((5, 3, 4, 7))
-    x, hx, dy, dhx = inputs(rng, (5, 3, 4, 7))
+    x, hx, dy, dhx = layout_inputs(rng, (5, 3, 4, 7))
     layer(x, hx)
     dx, (dh0, dc0) = layer.backward(dy)
     grads = {k: v.copy() for k, v in layer.grads.items()}
@@ -97,7 +88,7 @@ def test_gradients_have_the_shapes_and_dtype_of_what_they_differentiate(rng, lay
     shape = (5, 3, 4, 7)
     layer = make_layer(shape, layout, dtype=dtype)
     for with_hx in (True, False):
-        x, hx, dy, dhx = inputs(rng, shape, layout, with_hx, dtype=dtype)
+        x, hx, dy, dhx = layout_inputs(rng, shape, layout, with_hx, dtype=dtype)
         layer(x, hx)
         dx, (dh0, dc0) = layer.backward(dy, dhx)
         state_shape = dhx[0].shape  # h0's shape, also when hx was None
@@ -121,7 +112,7 @@ def test_gradients_have_the_shapes_and_dtype_of_what_they_differentiate(rng, lay
 def test_random_shapes_and_options_match_the_reference(shape, layout, with_hx, bias, which, seed):
     rng = np.random.default_rng(seed)
     layer = make_layer(shape, layout, bias, seed=seed)
-    x, hx, dy, dhx = inputs(rng, shape, layout, with_hx)
+    x, hx, dy, dhx = layout_inputs(rng, shape, layout, with_hx)
     check_against_reference(layer, x, hx, dy, select_dhx(dhx, which), layout == "batch_first")
 
 
@@ -130,7 +121,7 @@ def test_random_shapes_and_options_match_the_reference(shape, layout, with_hx, b
 
 def fd_problem(rng, shape, layout, bias=True):
     layer = make_layer(shape, layout, bias)
-    x, hx, dy, dhx = inputs(rng, shape, layout)
+    x, hx, dy, dhx = layout_inputs(rng, shape, layout)
 
     def loss(_=None):
         y, (h_n, c_n) = layer(x, hx)
@@ -171,7 +162,7 @@ def test_weight_gradients_match_finite_differences(rng, shape, bias):
 def test_dh0_and_dc0_without_hx_match_finite_differences_at_zero_states(rng):
     shape = (3, 2, 2, 3)
     layer = make_layer(shape)
-    x, _, dy, dhx = inputs(rng, shape, with_hx=False)
+    x, _, dy, dhx = layout_inputs(rng, shape, with_hx=False)
     layer(x)
     _, (dh0, dc0) = layer.backward(dy, dhx)
     h0, c0 = np.zeros((1, 2, 3)), np.zeros((1, 2, 3))
@@ -189,7 +180,7 @@ def test_dh0_and_dc0_without_hx_match_finite_differences_at_zero_states(rng):
 
 def test_backward_overwrites_grads_by_default(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer.backward(dy * 7.0, dhx)
     layer(x, hx)
@@ -201,8 +192,8 @@ def test_backward_overwrites_grads_by_default(rng):
 
 def test_accumulate_true_adds_to_the_existing_grads(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
-    x2, hx2, dy2, dhx2 = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
+    x2, hx2, dy2, dhx2 = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer.backward(dy, dhx)
     layer(x2, hx2)
@@ -219,7 +210,7 @@ def test_accumulate_true_adds_to_the_existing_grads(rng):
 
 def test_accumulate_true_after_zero_grad_equals_a_plain_backward(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer.backward(dy, dhx)
     plain = {k: v.copy() for k, v in layer.grads.items()}
@@ -231,7 +222,7 @@ def test_accumulate_true_after_zero_grad_equals_a_plain_backward(rng):
 
 def test_zero_grad_zeroes_every_gradient(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer.backward(dy, dhx)
     assert all(np.any(g != 0) for g in layer.grads.values())
@@ -250,7 +241,7 @@ def test_grads_are_zero_before_any_backward():
 
 def test_repeated_backward_gives_the_same_result(rng):
     layer = make_layer((6, 3, 4, 5))
-    x, hx, dy, dhx = inputs(rng, (6, 3, 4, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (6, 3, 4, 5))
     layer(x, hx)
     dx1, (dh01, dc01) = layer.backward(dy, dhx)
     grads1 = {k: v.copy() for k, v in layer.grads.items()}
@@ -264,8 +255,8 @@ def test_repeated_backward_gives_the_same_result(rng):
 
 def test_backward_differentiates_the_last_training_forward(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
-    x2, hx2, _, _ = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
+    x2, hx2, _, _ = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer(x2, hx2)
     dx, _ = layer.backward(dy, dhx)
@@ -275,15 +266,15 @@ def test_backward_differentiates_the_last_training_forward(rng):
 
 def test_bias_gradients_of_ih_and_hh_are_equal(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
     layer(x, hx)
     layer.backward(dy, dhx)
     np.testing.assert_array_equal(layer.grads["bias_ih_l0"], layer.grads["bias_hh_l0"])
 
 
-def test_backward_does_not_modify_its_inputs(rng):
+def test_backward_does_not_modify_its_layout_inputs(rng):
     layer = make_layer((4, 2, 3, 5))
-    x, hx, dy, dhx = inputs(rng, (4, 2, 3, 5))
+    x, hx, dy, dhx = layout_inputs(rng, (4, 2, 3, 5))
     saved = [a.copy() for a in (x, *hx, dy, *dhx)]
     weights = layer.state_dict()
     layer(x, hx)
@@ -299,7 +290,7 @@ def test_float32_gradients_are_close_to_float64(rng):
     layer32 = make_layer(shape, dtype=np.float32)
     layer64 = make_layer(shape, dtype=np.float64)
     layer64.load_state_dict(layer32.state_dict())
-    x, hx, dy, dhx = inputs(rng, shape, dtype=np.float32)
+    x, hx, dy, dhx = layout_inputs(rng, shape, dtype=np.float32)
     layer32(x, hx)
     dx, (dh0, dc0) = layer32.backward(dy, dhx)
     as64 = lambda a: a.astype(np.float64)

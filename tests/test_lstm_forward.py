@@ -6,7 +6,7 @@ from __future__ import annotations
 import lstm_ext
 import numpy as np
 import pytest
-from conftest import SHAPE_IDS, SHAPES, assert_close, make_lstm_inputs, reference_lstm, tol
+from conftest import layout_inputs, SHAPE_IDS, SHAPES, assert_close, make_lstm_inputs, reference_lstm, tol
 
 LAYOUTS = ["time_major", "batch_first", "unbatched"]
 
@@ -16,15 +16,6 @@ def make_layer(shape, layout="time_major", bias=True, dtype=np.float64, seed=0):
     return lstm_ext.LSTM(inp, hidden, bias=bias, batch_first=layout == "batch_first", dtype=dtype, seed=seed)
 
 
-def inputs(rng, shape, layout, with_hx=True, dtype=np.float64):
-    return make_lstm_inputs(
-        rng,
-        shape,
-        batch_first=layout == "batch_first",
-        unbatched=layout == "unbatched",
-        with_hx=with_hx,
-        dtype=dtype,
-    )
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
@@ -33,7 +24,7 @@ def inputs(rng, shape, layout, with_hx=True, dtype=np.float64):
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 def test_forward_matches_the_reference(rng, shape, layout, with_hx, bias):
     layer = make_layer(shape, layout, bias)
-    x, hx, _, _ = inputs(rng, shape, layout, with_hx)
+    x, hx, _, _ = layout_inputs(rng, shape, layout, with_hx)
     y, (h_n, c_n) = layer(x, hx)
     expected = reference_lstm(layer.state_dict(), x, hx, batch_first=layout == "batch_first")
     assert_close(y, expected["y"], np.float64, "y")
@@ -46,7 +37,7 @@ def test_forward_matches_the_reference(rng, shape, layout, with_hx, bias):
 def test_outputs_have_torch_shapes_and_the_layer_dtype(rng, layout, dtype):
     steps, batch, _inp, hidden = shape = (5, 3, 4, 7)
     layer = make_layer(shape, layout, dtype=dtype)
-    x, hx, _, _ = inputs(rng, shape, layout, dtype=dtype)
+    x, hx, _, _ = layout_inputs(rng, shape, layout, dtype=dtype)
     y, (h_n, c_n) = layer(x, hx)
     expected_y = {"time_major": (steps, batch, hidden), "batch_first": (batch, steps, hidden)}
     expected_state = (1, hidden) if layout == "unbatched" else (1, batch, hidden)
@@ -58,7 +49,7 @@ def test_outputs_have_torch_shapes_and_the_layer_dtype(rng, layout, dtype):
 
 def test_final_hidden_state_is_the_last_output_step(rng):
     layer = make_layer((6, 3, 4, 5))
-    x, hx, _, _ = inputs(rng, (6, 3, 4, 5), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (6, 3, 4, 5), "time_major")
     y, (h_n, _) = layer(x, hx)
     np.testing.assert_array_equal(h_n[0], y[-1])
 
@@ -67,7 +58,7 @@ def test_batch_first_equals_time_major_on_transposed_input(rng):
     shape = (7, 3, 4, 5)
     time_major = make_layer(shape, "time_major")
     batch_first = make_layer(shape, "batch_first")
-    x, hx, _, _ = inputs(rng, shape, "time_major")
+    x, hx, _, _ = layout_inputs(rng, shape, "time_major")
     y, (h_n, c_n) = time_major(x, hx)
     y_bf, (h_n_bf, c_n_bf) = batch_first(np.ascontiguousarray(x.swapaxes(0, 1)), hx)
     assert_close(y_bf, y.swapaxes(0, 1), np.float64, "y")
@@ -90,7 +81,7 @@ def test_unbatched_input_equals_a_batch_of_one(rng, batch_first):
 
 def test_missing_hx_equals_zero_initial_states(rng):
     layer = make_layer((5, 3, 4, 7))
-    x, _, _, _ = inputs(rng, (5, 3, 4, 7), "time_major")
+    x, _, _, _ = layout_inputs(rng, (5, 3, 4, 7), "time_major")
     zeros = np.zeros((1, 3, 7))
     y, (h_n, c_n) = layer(x)
     y0, (h_n0, c_n0) = layer(x, (zeros, zeros.copy()))
@@ -101,7 +92,7 @@ def test_missing_hx_equals_zero_initial_states(rng):
 
 def test_batch_rows_are_independent(rng):
     layer = make_layer((5, 4, 3, 6))
-    x, hx, _, _ = inputs(rng, (5, 4, 3, 6), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (5, 4, 3, 6), "time_major")
     y, (h_n, c_n) = layer(x, hx)
     for n in range(4):
         y_n, (h_n_n, c_n_n) = layer(
@@ -114,7 +105,7 @@ def test_batch_rows_are_independent(rng):
 
 def test_a_sequence_split_in_two_continues_from_the_final_states(rng):
     layer = make_layer((8, 2, 3, 5))
-    x, hx, _, _ = inputs(rng, (8, 2, 3, 5), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (8, 2, 3, 5), "time_major")
     y, (h_n, c_n) = layer(x, hx)
     y1, hx1 = layer(x[:3].copy(), hx)
     y2, (h_n2, c_n2) = layer(x[3:].copy(), hx1)
@@ -125,7 +116,7 @@ def test_a_sequence_split_in_two_continues_from_the_final_states(rng):
 
 def test_eval_forward_gives_the_same_outputs_as_training_forward(rng):
     layer = make_layer((5, 3, 4, 7))
-    x, hx, _, _ = inputs(rng, (5, 3, 4, 7), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (5, 3, 4, 7), "time_major")
     y, (h_n, c_n) = layer(x, hx)
     assert layer.training
     layer.eval()
@@ -136,9 +127,9 @@ def test_eval_forward_gives_the_same_outputs_as_training_forward(rng):
     assert_close(c_n_eval, c_n, np.float64, "c_n")
 
 
-def test_forward_does_not_modify_its_inputs(rng):
+def test_forward_does_not_modify_its_layout_inputs(rng):
     layer = make_layer((5, 3, 4, 7))
-    x, hx, _, _ = inputs(rng, (5, 3, 4, 7), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (5, 3, 4, 7), "time_major")
     saved = [a.copy() for a in (x, *hx)]
     weights = layer.state_dict()
     layer(x, hx)
@@ -148,9 +139,9 @@ def test_forward_does_not_modify_its_inputs(rng):
         np.testing.assert_array_equal(value, weights[name], err_msg=name)
 
 
-def test_outputs_are_new_arrays_not_views_of_inputs(rng):
+def test_outputs_are_new_arrays_not_views_of_layout_inputs(rng):
     layer = make_layer((3, 2, 7, 7))
-    x, hx, _, _ = inputs(rng, (3, 2, 7, 7), "time_major")
+    x, hx, _, _ = layout_inputs(rng, (3, 2, 7, 7), "time_major")
     y, (h_n, c_n) = layer(x, hx)
     for out in (y, h_n, c_n):
         for arg in (x, *hx, *layer.parameters()):
@@ -174,7 +165,7 @@ def test_float32_forward_is_close_to_float64(rng, shape, layout):
     layer32 = make_layer(shape, layout, dtype=np.float32)
     layer64 = make_layer(shape, layout, dtype=np.float64)
     layer64.load_state_dict(layer32.state_dict())
-    x, hx, _, _ = inputs(rng, shape, layout, dtype=np.float32)
+    x, hx, _, _ = layout_inputs(rng, shape, layout, dtype=np.float32)
     y, (h_n, c_n) = layer32(x, hx)
     y64, (h_n64, c_n64) = layer64(x.astype(np.float64), tuple(a.astype(np.float64) for a in hx))
     assert_close(y, y64, np.float32, "y")

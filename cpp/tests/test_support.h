@@ -168,6 +168,17 @@ struct CoreRun {
   std::vector<Scalar> dx, dh0, dc0, dw_ih, dw_hh, dbias;
 };
 
+// Every input and weight gradient of two backward runs (a CoreRun, or a reference with the same fields).
+#define EXPECT_GRADIENTS_CLOSE(actual, expected, tol)                         \
+  do {                                                                        \
+    EXPECT_TRUE(all_close("dx", (actual).dx, (expected).dx, tol));           \
+    EXPECT_TRUE(all_close("dh0", (actual).dh0, (expected).dh0, tol));        \
+    EXPECT_TRUE(all_close("dc0", (actual).dc0, (expected).dc0, tol));        \
+    EXPECT_TRUE(all_close("dw_ih", (actual).dw_ih, (expected).dw_ih, tol));  \
+    EXPECT_TRUE(all_close("dw_hh", (actual).dw_hh, (expected).dw_hh, tol));  \
+    EXPECT_TRUE(all_close("dbias", (actual).dbias, (expected).dbias, tol));  \
+  } while (0)
+
 // Row stride of y and dy under a layout (0 means dense).
 inline Index y_stride(const LstmLayout& layout, Index hidden) {
   return layout.y_stride == 0 ? hidden : layout.y_stride;

@@ -221,7 +221,7 @@ class LSTM(_LstmBase):
         extra += ", bidirectional=True" if self.bidirectional else ""
         return f"LSTM({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
-    def _time_major(self, name: str, array: np.ndarray) -> Tuple[np.ndarray, bool]:
+    def _time_major(self, array: np.ndarray) -> Tuple[np.ndarray, bool]:
         """A (T, N, F) C-contiguous view or copy of a batched or unbatched sequence; and whether unbatched."""
         if array.ndim == 2:
             return array[:, None, :], True
@@ -256,7 +256,7 @@ class LSTM(_LstmBase):
         layout = ("T", self.input_size) if x.ndim == 2 else (
             ("N", "T", self.input_size) if self.batch_first else ("T", "N", self.input_size))
         check_shape("x", x, layout, f"input_size={self.input_size}")
-        x_tm, unbatched = self._time_major("x", x)
+        x_tm, unbatched = self._time_major(x)
         steps, batch = x_tm.shape[0], x_tm.shape[1]
         if steps == 0:
             raise ValueError(f"x: empty sequence (T=0) in shape {x.shape}; expected at least one step")
@@ -307,7 +307,7 @@ class LSTM(_LstmBase):
         dy = as_float_array("dy", dy, self.dtype)
         check_shape("dy", dy, tape.y_shape, "the shape of y")
         unbatched = len(tape.y_shape) == 2
-        dy_tm, _ = self._time_major("dy", dy)
+        dy_tm, _ = self._time_major(dy)
         batch = tape.y.shape[1]
         dh_n = dc_n = None
         if dhx is not None:
