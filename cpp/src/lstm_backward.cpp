@@ -10,16 +10,16 @@
 namespace lstm_ext {
 namespace {
 
-// One step's element-wise backward for all N rows: from the activated gates and cell states of step t,
-// the incoming dy_t, and the running dh (from step t+1) and dc, writes the pre-activation gradients
-// d_gates [N, 4H] and leaves dc_{t-1} in `dc`. Row by row over contiguous runs of H values.
-//   gates [N, 4H]; c_t [N, H]; c_prev [N, H] or null (zeros); dy_t [N, H] with rows dy_stride apart;
-//   dh [N, H]; dc [N, H] in/out.
+// One step's element-wise backward for `batch` rows: from the activated gates and cell states of step t and the
+// gradient reaching h_full (dh_a, rows lda apart, plus dh_b when given), writes the pre-activation gradients
+// d_gates [batch, 4H] and turns `dc` from dL/dc_t (the part carried from step t+1) into dL/dc_{t-1}.
+//   gates [batch, 4H]; c_t [batch, H]; c_prev [batch, H] or null (zeros); dh_b [batch, H] or null;
+//   dc [batch, H] in/out; h_full [batch, H] out (o * tanh(c_t), for the projection's gradient) or null.
 // tanh runs on the aligned scratch only (see GateScratch); the rest is exact arithmetic.
 template <typename Scalar>
 void gate_pass_backward(Index batch, Index hidden, const Scalar* gates, const Scalar* c_t,
-                        const Scalar* c_prev, const Scalar* dy_t, Index dy_stride, const Scalar* dh,
-                        Scalar* dc, Scalar* d_gates, detail::GateScratch<Scalar>& scratch) {
+                        const Scalar* c_prev, const Scalar* dh_a, Index lda, const Scalar* dh_b,
+                        Scalar* dc, Scalar* d_gates, Scalar* h_full, detail::GateScratch<Scalar>& scratch) {
   const Index H = hidden;
   const Index G = kGatesLstm * H;
   auto& tanh_c = scratch.a;
@@ -32,7 +32,9 @@ void gate_pass_backward(Index batch, Index hidden, const Scalar* gates, const Sc
     ArrayMap<Scalar> dc_n(dc + n * H, H);
 
     tanh_c = ConstArrayMap<Scalar>(c_t + n * H, H).tanh();
-    dh_total = ConstArrayMap<Scalar>(dy_t + n * dy_stride, H) + ConstArrayMap<Scalar>(dh + n * H, H);
+    if (h_full != nullptr) ArrayMap<Scalar>(h_full + n * H, H) = go * tanh_c;
+    dh_total = ConstArrayMap<Scalar>(dh_a + n * lda, H);
+    if (dh_b != nullptr) dh_total += ConstArrayMap<Scalar>(dh_b + n * H, H);
     dgo = dh_total * tanh_c * go * (Scalar(1) - go);
     // dc now holds dL/dc_t: the part carried from step t+1 plus the part through h_t.
     dc_n += dh_total * go * (Scalar(1) - tanh_c.square());
@@ -53,10 +55,11 @@ template <typename Scalar>
 void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, const Scalar* x,
                    const Scalar* h0, const Scalar* c0, const Scalar* y, const LstmCache<Scalar>& cache,
                    const Scalar* dy, const Scalar* dh_n, const Scalar* dc_n, Scalar* dx, Scalar* dh0,
-                   Scalar* dc0, const LstmWeightGrads<Scalar>& grads, const LstmLayout& layout) {
+                   Scalar* dc0, const LstmWeightGrads<Scalar>& grads, const LstmLayout& layout,
+                   const DropoutMasks<Scalar>& masks) {
   constexpr const char* kWhere = "lstm_backward";
-  detail::check_dims(kWhere, dims);
-  detail::check_weights(kWhere, weights);
+  detail::check_dims(kWhere, dims, kGatesLstm);
+  detail::check_weights(kWhere, weights, dims);
   require(x != nullptr && y != nullptr && dy != nullptr, kWhere, "x, y and dy are required");
   require(cache.gates != nullptr && cache.cells != nullptr, kWhere,
           "the cache of a training forward is required (cache.gates and cache.cells)");
@@ -64,71 +67,77 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   require(grads.dw_ih != nullptr && grads.dw_hh != nullptr, kWhere, "dw_ih and dw_hh are required");
   require((weights.bias != nullptr) == (grads.dbias != nullptr), kWhere,
           "dbias must be given exactly when the layer has a bias");
+  require((grads.dw_hr != nullptr) == (dims.proj > 0), kWhere, "dw_hr must be given exactly when dims.proj > 0");
   detail::ensure_threads_initialised();
 
-  const Index T = dims.steps, N = dims.batch, I = dims.input, H = dims.hidden;
+  const Index N = dims.batch, I = dims.input, H = dims.hidden, P = dims.proj;
+  const Index O = P > 0 ? P : H;
   const Index G = kGatesLstm * H;
-  const Index step_gates = N * G;
-  const Index step_state = N * H;
-  const Index ldy = detail::y_stride_of(kWhere, layout, H);
-  const Index step_y = N * ldy;
+  const Index ldy = detail::y_stride_of(kWhere, layout, O);
+  const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
+  const Index R = sched.rows();
 
-  // Eigen storage, so the workspace's alignment (and with it the vectorised products' summation order)
-  // is the same on every call.
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> d_gates_ws(T * step_gates);
-  detail::GateScratch<Scalar> scratch(H);
+  // Per call, never in the loop: the gate gradients and the (masked) previous states of every row, for the
+  // weight GEMMs after the loop; with a projection also dL/dh and h_full of every row.
+  detail::Buffer<Scalar> d_gates_ws(R * G), prev_all(R * O), dh_all(P > 0 ? R * P : 0), full_all(P > 0 ? R * H : 0);
+  detail::Buffer<Scalar> d_full(P > 0 ? N * H : 0), d_prev(masks.recurrent != nullptr ? N * O : 0);
+  detail::GateScratch<Scalar> scratch(G, H);
   Scalar* d_gates = d_gates_ws.data();
 
-  const ConstMatrixMap<Scalar> w_ih(weights.w_ih, G, I);
+  // dh0 and dc0 double as the running dh and dc, one row per sequence: a row is touched only while its
+  // sequence is active, and after its first step (in time order) holds the gradients of h0 and c0.
+  if (dh_n != nullptr) std::copy_n(dh_n, N * O, dh0); else std::fill_n(dh0, N * O, Scalar(0));
+  if (dc_n != nullptr) std::copy_n(dc_n, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
 
-  // dh0 and dc0 double as the running dh and dc: after step 0 they hold the gradients of h0 and c0.
-  if (dh_n != nullptr) std::copy_n(dh_n, step_state, dh0); else std::fill_n(dh0, step_state, Scalar(0));
-  if (dc_n != nullptr) std::copy_n(dc_n, step_state, dc0); else std::fill_n(dc0, step_state, Scalar(0));
+  // The forward's steps in the opposite order.
+  for (Index s = sched.steps() - 1; s >= 0; --s) {
+    const detail::Step st = sched.step(s);
+    const Index n = st.rows, m = st.carried;
+    const Scalar* gates_t = cache.gates + st.offset * G;
+    const Scalar* cells_t = cache.cells + st.offset * H;
+    Scalar* d_gates_t = d_gates + st.offset * G;
+    const Scalar* dy_t = dy + st.offset * ldy;
 
-  // The forward's steps s = 0 .. T-1 in the opposite order; step s is time t (see lstm_forward).
-  for (Index s = T - 1; s >= 0; --s) {
-    const Index t = layout.reverse ? T - 1 - s : s;
-    const Index t_prev = layout.reverse ? t + 1 : t - 1;
-    const Scalar* c_prev = s == 0 ? c0 : cache.cells + t_prev * step_state;
-    Scalar* d_gates_t = d_gates + t * step_gates;
-    gate_pass_backward(N, H, cache.gates + t * step_gates, cache.cells + t * step_state, c_prev,
-                       dy + t * step_y, ldy, dh0, dc0, d_gates_t, scratch);
-    detail::set_product_nn(N, G, H, d_gates_t, weights.w_hh, dh0);
+    // dL/dh_t = dy_t + the part from step t+1. With a projection, dL/dh_full = dL/dh_t w_hr.
+    const Scalar *dh_a = dy_t, *dh_b = dh0;
+    Index lda = ldy;
+    Scalar* full_t = nullptr;
+    if (P > 0) {
+      Scalar* dh_t = dh_all.data() + st.offset * P;
+      for (Index r = 0; r < n; ++r)
+        ArrayMap<Scalar>(dh_t + r * P, P) = ConstArrayMap<Scalar>(dy_t + r * ldy, P) + ConstArrayMap<Scalar>(dh0 + r * P, P);
+      detail::product_nn(n, P, H, dh_t, P, weights.w_hr, H, d_full.data());
+      dh_a = d_full.data();
+      lda = H;
+      dh_b = nullptr;
+      full_t = full_all.data() + st.offset * H;
+    }
+    gate_pass_backward(m, H, gates_t, cells_t, cache.cells + st.prev_offset * H, dh_a, lda, dh_b, dc0, d_gates_t,
+                       full_t, scratch);
+    gate_pass_backward(n - m, H, gates_t + m * G, cells_t + m * H, c0 == nullptr ? nullptr : c0 + m * H,
+                       dh_a + m * lda, lda, dh_b == nullptr ? nullptr : dh_b + m * O, dc0 + m * H,
+                       d_gates_t + m * G, full_t == nullptr ? nullptr : full_t + m * H, scratch);
+
+    // dL/dh_{t-1} through the recurrent product (times the recurrent mask), and the states that product read.
+    if (masks.recurrent == nullptr) {
+      detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, dh0);
+    } else {
+      detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, d_prev.data());
+      for (Index r = 0; r < n; ++r)
+        ArrayMap<Scalar>(dh0 + r * O, O) =
+            ConstArrayMap<Scalar>(d_prev.data() + r * O, O) * ConstArrayMap<Scalar>(masks.recurrent + r * O, O);
+    }
+    detail::gather_previous(st, O, y, ldy, h0, masks.recurrent, prev_all.data() + st.offset * O);
   }
 
-  // Everything below is one GEMM over all T*N rows, not T small ones.
-  const ConstMatrixMap<Scalar> all_d_gates(d_gates, T * N, G);
-  MatrixMap<Scalar> dx_map(dx, T * N, I);
-  if (layout.accumulate_dx) {
-    dx_map.noalias() += all_d_gates * w_ih;
-  } else {
-    dx_map.noalias() = all_d_gates * w_ih;
-  }
-  MatrixMap<Scalar>(grads.dw_ih, G, I).noalias() =
-      all_d_gates.transpose() * ConstMatrixMap<Scalar>(x, T * N, I);
-
-  // dW_hh pairs the gradients of time t with the state that fed it: h_{t-1} forwards (h_{t+1} in reverse),
-  // so the rows of all but the first-processed step meet y shifted by one step; that step meets h0.
-  MatrixMap<Scalar> dw_hh(grads.dw_hh, G, H);
-  if (T > 1) {
-    const Index rows = (T - 1) * N;
-    const Scalar* d_gates_rows = layout.reverse ? d_gates : d_gates + step_gates;
-    const Scalar* y_rows = layout.reverse ? y + step_y : y;
-    dw_hh.noalias() = ConstMatrixMap<Scalar>(d_gates_rows, rows, G).transpose() *
-                      ConstStridedMatrixMap<Scalar>(y_rows, rows, H, Eigen::OuterStride<>(ldy));
-  } else {
-    dw_hh.setZero();
-  }
-  if (h0 != nullptr) {
-    const Index t_first = layout.reverse ? T - 1 : 0;
-    dw_hh.noalias() += ConstMatrixMap<Scalar>(d_gates + t_first * step_gates, N, G).transpose() *
-                       ConstMatrixMap<Scalar>(h0, N, H);
-  }
-  if (grads.dbias != nullptr) {
-    // Summed into aligned storage first: on caller memory the scalar/vector split, which rounds differently,
-    // would follow the buffer's address.
-    const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> dbias = all_d_gates.colwise().sum();
-    RowVectorMap<Scalar>(grads.dbias, G) = dbias;
+  // Everything below is one GEMM over all rows, not one per step.
+  detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates, layout.accumulate_dx, dx,
+                              grads.dw_ih, grads.dbias);
+  MatrixMap<Scalar>(grads.dw_hh, G, O).noalias() =
+      ConstMatrixMap<Scalar>(d_gates, R, G).transpose() * ConstMatrixMap<Scalar>(prev_all.data(), R, O);
+  if (P > 0) {
+    MatrixMap<Scalar>(grads.dw_hr, P, H).noalias() =
+        ConstMatrixMap<Scalar>(dh_all.data(), R, P).transpose() * ConstMatrixMap<Scalar>(full_all.data(), R, H);
   }
 }
 
@@ -136,7 +145,8 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   template void lstm_backward<Scalar>(const LstmDims&, const LstmWeights<Scalar>&, const Scalar*,          \
                                       const Scalar*, const Scalar*, const Scalar*, const LstmCache<Scalar>&, \
                                       const Scalar*, const Scalar*, const Scalar*, Scalar*, Scalar*,        \
-                                      Scalar*, const LstmWeightGrads<Scalar>&, const LstmLayout&);
+                                      Scalar*, const LstmWeightGrads<Scalar>&, const LstmLayout&,           \
+                                      const DropoutMasks<Scalar>&);
 LSTM_EXT_INSTANTIATE(float)
 LSTM_EXT_INSTANTIATE(double)
 #undef LSTM_EXT_INSTANTIATE

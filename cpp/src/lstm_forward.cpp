@@ -45,87 +45,84 @@ void gate_pass_forward(Index batch, Index hidden, Scalar* gates, const Scalar* c
 
 template <typename Scalar>
 Index lstm_cache_bytes(const LstmDims& dims) {
-  detail::check_dims("lstm_cache_bytes", dims);
-  return checked_product("lstm_cache_bytes", {dims.steps, dims.batch, kGatesLstm + 1, dims.hidden,
-                                              static_cast<Index>(sizeof(Scalar))});
+  constexpr const char* kWhere = "lstm_cache_bytes";
+  detail::check_dims(kWhere, dims, kGatesLstm);
+  const Index rows = sequence_rows(kWhere, dims.steps, dims.batch, dims.batch_sizes);
+  return checked_product(kWhere, {rows, kGatesLstm + 1, dims.hidden, static_cast<Index>(sizeof(Scalar))});
 }
 
 template <typename Scalar>
 void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, const Scalar* x,
                   const Scalar* h0, const Scalar* c0, Scalar* y, Scalar* h_n, Scalar* c_n,
-                  const LstmCache<Scalar>& cache, const LstmLayout& layout) {
+                  const LstmCache<Scalar>& cache, const LstmLayout& layout, const DropoutMasks<Scalar>& masks) {
   constexpr const char* kWhere = "lstm_forward";
-  detail::check_dims(kWhere, dims);
-  detail::check_weights(kWhere, weights);
+  detail::check_dims(kWhere, dims, kGatesLstm);
+  detail::check_weights(kWhere, weights, dims);
   require(x != nullptr, kWhere, "x is null");
   require(y != nullptr, kWhere, "y is null");
   require((cache.gates == nullptr) == (cache.cells == nullptr), kWhere,
           "cache.gates and cache.cells must be both set (training) or both null (inference)");
   detail::ensure_threads_initialised();
 
-  const Index T = dims.steps, N = dims.batch, I = dims.input, H = dims.hidden;
+  const Index N = dims.batch, I = dims.input, H = dims.hidden, P = dims.proj;
+  const Index O = P > 0 ? P : H;  // output and recurrent width
   const Index G = kGatesLstm * H;
-  const Index step_gates = N * G;
-  const Index step_state = N * H;
   const bool training = cache.gates != nullptr;
-  const Index ldy = detail::y_stride_of(kWhere, layout, H);
-  const Index step_y = N * ldy;
+  const Index ldy = detail::y_stride_of(kWhere, layout, O);
+  const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
+  const Index R = sched.rows();
 
   // Inference keeps nothing: the pre-activations and the running cell state live in per-call workspaces.
-  // Eigen storage: aligned alike on every call, so results do not move with the allocator's addresses.
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> gates_ws;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> cell_ws;
+  detail::Buffer<Scalar> gates_ws, cell_ws, full_ws(P > 0 ? N * H : 0), prev_ws(N * O);
   Scalar* gates = cache.gates;
   if (!training) {
-    gates_ws.resize(T * step_gates);
+    gates_ws.resize(R * G);
     gates = gates_ws.data();
+    cell_ws.resize(N * H);
+    if (c0 != nullptr) std::copy_n(c0, N * H, cell_ws.data()); else cell_ws.setZero();
   }
-  Scalar* running_c = c_n;
-  if (!training && running_c == nullptr) {
-    cell_ws.resize(step_state);
-    running_c = cell_ws.data();
-  }
+  detail::GateScratch<Scalar> scratch(G, H);
 
-  const ConstMatrixMap<Scalar> w_ih(weights.w_ih, G, I);
-  detail::GateScratch<Scalar> scratch(H);
+  // The input projection does not depend on the recurrence: one GEMM over all rows.
+  detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates);
 
-  // The input projection does not depend on the recurrence: one GEMM over all T*N rows.
-  MatrixMap<Scalar> all_gates(gates, T * N, G);
-  all_gates.noalias() = ConstMatrixMap<Scalar>(x, T * N, I) * w_ih.transpose();
-  if (weights.bias != nullptr) all_gates.rowwise() += ConstRowVectorMap<Scalar>(weights.bias, G);
+  for (Index s = 0; s < sched.steps(); ++s) {
+    const detail::Step st = sched.step(s);
+    const Index n = st.rows;
+    Scalar* gates_t = gates + st.offset * G;
+    Index ld_prev = 0;
+    const Scalar* prev = detail::previous_states(st, O, y, ldy, h0, masks.recurrent, prev_ws.data(), ld_prev);
+    if (prev != nullptr) detail::product_nt(n, O, G, prev, ld_prev, weights.w_hh, gates_t, G, true);
 
-  for (Index s = 0; s < T; ++s) {
-    // Step s of the recurrence is time t; a reverse layer walks time backwards.
-    const Index t = layout.reverse ? T - 1 - s : s;
-    const Index t_prev = layout.reverse ? t + 1 : t - 1;
-    Scalar* gates_t = gates + t * step_gates;
-    if (s == 0) {
-      if (h0 != nullptr) detail::add_product_nt(N, H, G, h0, H, weights.w_hh, gates_t);
-    } else {
-      detail::add_product_nt(N, H, G, y + t_prev * step_y, ldy, weights.w_hh, gates_t);
-    }
-    const Scalar* c_prev;
+    // Without projection h_t goes straight to y; with it, h_full goes to a scratch and y = h_full w_hr^T.
+    Scalar* h_out = P > 0 ? full_ws.data() : y + st.offset * ldy;
+    const Index ld_h = P > 0 ? H : ldy;
     Scalar* c_t;
     if (training) {
-      c_prev = s == 0 ? c0 : cache.cells + t_prev * step_state;
-      c_t = cache.cells + t * step_state;
+      c_t = cache.cells + st.offset * H;
+      const Index m = st.carried;
+      gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
+      gate_pass_forward(n - m, H, gates_t + m * G, c0 == nullptr ? nullptr : c0 + m * H, c_t + m * H,
+                        h_out + m * ld_h, ld_h, scratch);
     } else {
-      c_prev = s == 0 ? c0 : running_c;
-      c_t = running_c;
+      c_t = cell_ws.data();  // rows are sequences: each keeps its state when it ends
+      gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
     }
-    gate_pass_forward(N, H, gates_t, c_prev, c_t, y + t * step_y, ldy, scratch);
-  }
+    if (P > 0) detail::product_nt(n, H, P, full_ws.data(), H, weights.w_hr, y + st.offset * ldy, ldy, false);
 
-  const Index t_last = layout.reverse ? 0 : T - 1;
-  if (h_n != nullptr) detail::copy_rows(N, H, y + t_last * step_y, ldy, h_n);
-  if (training && c_n != nullptr) std::copy_n(cache.cells + t_last * step_state, step_state, c_n);
+    // Sequences whose last step this is hand over their final states.
+    const Index f = st.finished_from;
+    if (h_n != nullptr) detail::copy_rows(n - f, O, y + (st.offset + f) * ldy, ldy, h_n + f * O);
+    if (c_n != nullptr) std::copy_n(c_t + f * H, (n - f) * H, c_n + f * H);
+  }
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                     \
   template Index lstm_cache_bytes<Scalar>(const LstmDims&);                                             \
   template void lstm_forward<Scalar>(const LstmDims&, const LstmWeights<Scalar>&, const Scalar*,         \
                                      const Scalar*, const Scalar*, Scalar*, Scalar*, Scalar*,            \
-                                     const LstmCache<Scalar>&, const LstmLayout&);
+                                     const LstmCache<Scalar>&, const LstmLayout&,                        \
+                                     const DropoutMasks<Scalar>&);
 LSTM_EXT_INSTANTIATE(float)
 LSTM_EXT_INSTANTIATE(double)
 #undef LSTM_EXT_INSTANTIATE

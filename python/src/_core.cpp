@@ -7,9 +7,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include "lstm_ext/gru.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
 
+#include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <stdexcept>
@@ -66,107 +69,233 @@ const Scalar* data_or_null(const OptArray<Scalar>& a) {
 
 template <typename Scalar>
 using ArrayList = std::vector<Array<Scalar>>;
-
-// Stack dims from x and the per-(layer, direction) weights; checks every weight against them.
 template <typename Scalar>
-lstm_ext::LstmStackDims stack_dims(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih,
-                                   const ArrayList<Scalar>& w_hh, const std::optional<ArrayList<Scalar>>& bias,
-                                   Index layers, Index directions) {
-  expect_rank("x", x, 3);
+using OptArrayList = std::optional<ArrayList<Scalar>>;
+using Sizes = std::optional<py::array_t<std::int64_t, py::array::c_style>>;
+
+// What every stack call shares besides the weights: the stack's dims (from x, batch_sizes and the recurrent
+// weights) and the dropout masks, each checked against them.
+struct StackShape {
+  lstm_ext::StackDims dims;
+  Index rows = 0;  // R: T*N dense, sum(batch_sizes) packed
+  Index out = 0;   // H_out
+  Index count() const { return dims.layers * dims.directions; }
+  Index width(Index k) const { return k < dims.directions ? dims.input : dims.directions * out; }
+  // A [T, N, F] dense or [R, F] packed array, as x is.
+  std::vector<Index> seq_shape(Index features) const {
+    if (dims.batch_sizes == nullptr) return {dims.steps, dims.batch, features};
+    return {rows, features};
+  }
+  void expect_seq(const char* name, const py::array& a, Index features) const {
+    if (dims.batch_sizes == nullptr) expect_shape(name, a, {dims.steps, dims.batch, features});
+    else expect_shape(name, a, {rows, features});
+  }
+  void expect_state(const char* name, const py::array& a, Index features) const {
+    expect_shape(name, a, {count(), dims.batch, features});
+  }
+};
+
+template <typename Scalar>
+StackShape stack_shape(const Array<Scalar>& x, const Sizes& batch_sizes, const ArrayList<Scalar>& w_hh, Index layers,
+                       Index directions, Index proj, bool reverse, Index gates) {
   if (layers < 1 || (directions != 1 && directions != 2))
     throw std::invalid_argument("layers must be >= 1 and directions 1 or 2");
-  const size_t count = static_cast<size_t>(layers * directions);
-  if (w_ih.size() != count || w_hh.size() != count || (bias && bias->size() != count))
-    throw std::invalid_argument("expected " + std::to_string(count) + " weight arrays of each kind");
-  expect_rank("w_hh[0]", w_hh[0], 2);
-  const Index H = w_hh[0].shape(1);
-  const lstm_ext::LstmStackDims d{x.shape(0), x.shape(1), x.shape(2), H, layers, directions};
-  for (size_t k = 0; k < count; ++k) {
-    const std::string at = "[" + std::to_string(k) + "]";
-    const Index in = k < static_cast<size_t>(directions) ? d.input : directions * H;
-    expect_shape(("w_ih" + at).c_str(), w_ih[k], {lstm_ext::kGatesLstm * H, in});
-    expect_shape(("w_hh" + at).c_str(), w_hh[k], {lstm_ext::kGatesLstm * H, H});
-    if (bias) expect_shape(("bias" + at).c_str(), (*bias)[k], {lstm_ext::kGatesLstm * H});
+  StackShape s;
+  auto& d = s.dims;
+  if (batch_sizes) {
+    expect_rank("x", x, 2);
+    expect_rank("batch_sizes", *batch_sizes, 1);
+    if (batch_sizes->shape(0) < 1) throw std::invalid_argument("batch_sizes: expected at least one step");
+    d.steps = batch_sizes->shape(0);
+    d.batch = batch_sizes->data()[0];
+    d.batch_sizes = batch_sizes->data();
+    d.input = x.shape(1);
+  } else {
+    expect_rank("x", x, 3);
+    d.steps = x.shape(0);
+    d.batch = x.shape(1);
+    d.input = x.shape(2);
   }
-  return d;
+  d.layers = layers;
+  d.directions = directions;
+  d.proj = proj;
+  d.reverse = reverse;
+  const size_t count = static_cast<size_t>(layers * directions);
+  if (w_hh.size() != count) throw std::invalid_argument("expected " + std::to_string(count) + " arrays in w_hh");
+  expect_rank("w_hh[0]", w_hh[0], 2);
+  if (w_hh[0].shape(0) % gates != 0)
+    throw std::invalid_argument("w_hh[0]: expected a multiple of " + std::to_string(gates) + " rows, got " +
+                                shape_string(w_hh[0]));
+  d.hidden = w_hh[0].shape(0) / gates;
+  s.out = proj > 0 ? proj : d.hidden;
+  s.rows = lstm_ext::sequence_rows("batch_sizes", d.steps, d.batch, d.batch_sizes);
+  if (batch_sizes && x.shape(0) != s.rows)
+    throw std::invalid_argument("x: expected " + std::to_string(s.rows) + " rows (the sum of batch_sizes), got " +
+                                shape_string(x));
+  return s;
 }
 
 template <typename Scalar>
-std::vector<lstm_ext::LstmWeights<Scalar>> stack_weights(const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
-                                                         const std::optional<ArrayList<Scalar>>& bias) {
-  std::vector<lstm_ext::LstmWeights<Scalar>> weights(w_ih.size());
-  for (size_t k = 0; k < w_ih.size(); ++k)
-    weights[k] = {w_ih[k].data(), w_hh[k].data(), bias ? (*bias)[k].data() : nullptr};
-  return weights;
+void expect_list(const char* name, const ArrayList<Scalar>& list, const StackShape& s,
+                 const std::function<std::vector<Index>(Index)>& shape_of) {
+  if (list.size() != static_cast<size_t>(s.count()))
+    throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(s.count()) + " arrays, got " +
+                                std::to_string(list.size()));
+  for (Index k = 0; k < s.count(); ++k) {
+    const std::vector<Index> want = shape_of(k);
+    const std::string at = std::string(name) + "[" + std::to_string(k) + "]";
+    bool ok = list[k].ndim() == static_cast<py::ssize_t>(want.size());
+    for (size_t i = 0; ok && i < want.size(); ++i) ok = list[k].shape(i) == want[i];
+    if (!ok) {
+      std::string w = "(";
+      for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
+      throw std::invalid_argument(at + ": expected shape " + w + (want.size() == 1 ? ",)" : ")") + ", got " +
+                                  shape_string(list[k]));
+    }
+  }
 }
 
+// The dropout of a stack; `variational` is the storage the returned struct points into.
 template <typename Scalar>
-void expect_stack_state(const char* name, const OptArray<Scalar>& a, const lstm_ext::LstmStackDims& d) {
-  if (a) expect_shape(name, *a, {d.layers * d.directions, d.batch, d.hidden});
+lstm_ext::StackDropout<Scalar> stack_dropout(const StackShape& s, const OptArrayList<Scalar>& input_masks,
+                                             const OptArrayList<Scalar>& recurrent_masks,
+                                             const OptArray<Scalar>& inter_masks,
+                                             std::vector<lstm_ext::DropoutMasks<Scalar>>& variational) {
+  lstm_ext::StackDropout<Scalar> dropout;
+  const Index N = s.dims.batch;
+  if (input_masks) expect_list<Scalar>("input_masks", *input_masks, s, [&](Index k) { return std::vector<Index>{N, s.width(k)}; });
+  if (recurrent_masks) expect_list<Scalar>("recurrent_masks", *recurrent_masks, s, [&](Index) { return std::vector<Index>{N, s.out}; });
+  if (input_masks || recurrent_masks) {
+    variational.resize(static_cast<size_t>(s.count()));
+    for (Index k = 0; k < s.count(); ++k)
+      variational[k] = {input_masks ? (*input_masks)[k].data() : nullptr,
+                        recurrent_masks ? (*recurrent_masks)[k].data() : nullptr};
+    dropout.variational = variational.data();
+  }
+  if (inter_masks) {
+    expect_shape("inter_masks", *inter_masks, {s.dims.layers - 1, s.rows, s.dims.directions * s.out});
+    if (s.dims.layers > 1) dropout.inter = inter_masks->data();
+  }
+  return dropout;
+}
+
+// New arrays of the given shapes, with their data pointers.
+template <typename Scalar>
+Array<Scalar> new_array(const std::vector<Index>& shape) {
+  return Array<Scalar>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// LSTM
+
+template <typename Scalar>
+struct LstmArgs {
+  StackShape s;
+  std::vector<lstm_ext::LstmWeights<Scalar>> weights;
+  std::vector<lstm_ext::DropoutMasks<Scalar>> variational;
+  lstm_ext::StackDropout<Scalar> dropout;
+};
+
+template <typename Scalar>
+LstmArgs<Scalar> lstm_args(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
+                           const OptArrayList<Scalar>& bias, const OptArrayList<Scalar>& w_hr, const OptArray<Scalar>& h0,
+                           const OptArray<Scalar>& c0, Index layers, Index directions, bool reverse,
+                           const Sizes& batch_sizes, const OptArrayList<Scalar>& input_masks,
+                           const OptArrayList<Scalar>& recurrent_masks, const OptArray<Scalar>& inter_masks) {
+  LstmArgs<Scalar> a;
+  Index proj = 0;
+  if (w_hr) {
+    if (w_hr->empty()) throw std::invalid_argument("w_hr: expected one array per (layer, direction)");
+    expect_rank("w_hr[0]", (*w_hr)[0], 2);
+    proj = (*w_hr)[0].shape(0);
+  }
+  a.s = stack_shape(x, batch_sizes, w_hh, layers, directions, proj, reverse, lstm_ext::kGatesLstm);
+  const StackShape& s = a.s;
+  const Index G = lstm_ext::kGatesLstm * s.dims.hidden, H = s.dims.hidden;
+  expect_list<Scalar>("w_ih", w_ih, s, [&](Index k) { return std::vector<Index>{G, s.width(k)}; });
+  expect_list<Scalar>("w_hh", w_hh, s, [&](Index) { return std::vector<Index>{G, s.out}; });
+  if (bias) expect_list<Scalar>("bias", *bias, s, [&](Index) { return std::vector<Index>{G}; });
+  if (w_hr) expect_list<Scalar>("w_hr", *w_hr, s, [&](Index) { return std::vector<Index>{proj, H}; });
+  if (h0) s.expect_state("h0", *h0, s.out);
+  if (c0) s.expect_state("c0", *c0, H);
+  a.weights.resize(static_cast<size_t>(s.count()));
+  for (Index k = 0; k < s.count(); ++k)
+    a.weights[k] = {w_ih[k].data(), w_hh[k].data(), bias ? (*bias)[k].data() : nullptr, w_hr ? (*w_hr)[k].data() : nullptr};
+  a.dropout = stack_dropout(s, input_masks, recurrent_masks, inter_masks, a.variational);
+  return a;
 }
 
 template <typename Scalar>
 py::tuple lstm_stack_forward(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
-                             const std::optional<ArrayList<Scalar>>& bias, const OptArray<Scalar>& h0,
-                             const OptArray<Scalar>& c0, Index layers, Index directions, bool training) {
-  const lstm_ext::LstmStackDims d = stack_dims(x, w_ih, w_hh, bias, layers, directions);
-  expect_stack_state("h0", h0, d);
-  expect_stack_state("c0", c0, d);
-  const Index K = layers * directions;
-  Array<Scalar> y({d.steps, d.batch, directions * d.hidden});
-  Array<Scalar> h_n({K, d.batch, d.hidden});
-  Array<Scalar> c_n({K, d.batch, d.hidden});
+                             const OptArrayList<Scalar>& bias, const OptArrayList<Scalar>& w_hr,
+                             const OptArray<Scalar>& h0, const OptArray<Scalar>& c0, Index layers, Index directions,
+                             bool reverse, bool training, const Sizes& batch_sizes,
+                             const OptArrayList<Scalar>& input_masks, const OptArrayList<Scalar>& recurrent_masks,
+                             const OptArray<Scalar>& inter_masks) {
+  const LstmArgs<Scalar> a = lstm_args(x, w_ih, w_hh, bias, w_hr, h0, c0, layers, directions, reverse, batch_sizes,
+                                       input_masks, recurrent_masks, inter_masks);
+  const StackShape& s = a.s;
+  Array<Scalar> y = new_array<Scalar>(s.seq_shape(directions * s.out));
+  Array<Scalar> h_n({s.count(), s.dims.batch, s.out});
+  Array<Scalar> c_n({s.count(), s.dims.batch, s.dims.hidden});
   py::object cache_out = py::none();
   lstm_ext::LstmStackCache<Scalar> cache;
   if (training) {
-    const lstm_ext::LstmStackCacheSizes sizes = lstm_ext::lstm_stack_cache_sizes(d);
+    const lstm_ext::LstmStackCacheSizes sizes = lstm_ext::lstm_stack_cache_sizes(s.dims);
     Array<Scalar> gates({sizes.gates}), cells({sizes.cells}), hidden({sizes.hidden});
     cache = {gates.mutable_data(), cells.mutable_data(), layers > 1 ? hidden.mutable_data() : nullptr};
     cache_out = py::make_tuple(gates, cells, hidden);
   }
-  const auto weights = stack_weights(w_ih, w_hh, bias);
   Scalar* y_ptr = y.mutable_data();
   Scalar* h_n_ptr = h_n.mutable_data();
   Scalar* c_n_ptr = c_n.mutable_data();
   {
     py::gil_scoped_release release;
-    lstm_ext::lstm_stack_forward<Scalar>(d, weights.data(), x.data(), data_or_null(h0), data_or_null(c0), y_ptr,
-                                         h_n_ptr, c_n_ptr, cache);
+    lstm_ext::lstm_stack_forward<Scalar>(s.dims, a.weights.data(), x.data(), data_or_null(h0), data_or_null(c0),
+                                         y_ptr, h_n_ptr, c_n_ptr, cache, a.dropout);
   }
   return py::make_tuple(y, h_n, c_n, cache_out);
 }
 
 template <typename Scalar>
 py::tuple lstm_stack_backward(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
-                              const std::optional<ArrayList<Scalar>>& bias, const OptArray<Scalar>& h0,
-                              const OptArray<Scalar>& c0, Index layers, Index directions, const Array<Scalar>& y,
-                              const Array<Scalar>& gates, const Array<Scalar>& cells, const Array<Scalar>& hidden,
-                              const Array<Scalar>& dy, const OptArray<Scalar>& dh_n, const OptArray<Scalar>& dc_n) {
-  const lstm_ext::LstmStackDims d = stack_dims(x, w_ih, w_hh, bias, layers, directions);
-  const lstm_ext::LstmStackCacheSizes sizes = lstm_ext::lstm_stack_cache_sizes(d);
-  const Index K = layers * directions, G = lstm_ext::kGatesLstm * d.hidden;
-  expect_stack_state("h0", h0, d);
-  expect_stack_state("c0", c0, d);
-  expect_shape("y", y, {d.steps, d.batch, directions * d.hidden});
-  expect_shape("dy", dy, {d.steps, d.batch, directions * d.hidden});
+                              const OptArrayList<Scalar>& bias, const OptArrayList<Scalar>& w_hr,
+                              const OptArray<Scalar>& h0, const OptArray<Scalar>& c0, Index layers, Index directions,
+                              bool reverse, const Sizes& batch_sizes, const OptArrayList<Scalar>& input_masks,
+                              const OptArrayList<Scalar>& recurrent_masks, const OptArray<Scalar>& inter_masks,
+                              const Array<Scalar>& y, const Array<Scalar>& gates, const Array<Scalar>& cells,
+                              const Array<Scalar>& hidden, const Array<Scalar>& dy, const OptArray<Scalar>& dh_n,
+                              const OptArray<Scalar>& dc_n) {
+  const LstmArgs<Scalar> a = lstm_args(x, w_ih, w_hh, bias, w_hr, h0, c0, layers, directions, reverse, batch_sizes,
+                                       input_masks, recurrent_masks, inter_masks);
+  const StackShape& s = a.s;
+  const lstm_ext::LstmStackCacheSizes sizes = lstm_ext::lstm_stack_cache_sizes(s.dims);
+  const Index K = s.count(), G = lstm_ext::kGatesLstm * s.dims.hidden, H = s.dims.hidden;
+  s.expect_seq("y", y, directions * s.out);
+  s.expect_seq("dy", dy, directions * s.out);
   expect_shape("gates", gates, {sizes.gates});
   expect_shape("cells", cells, {sizes.cells});
   expect_shape("hidden", hidden, {sizes.hidden});
-  expect_stack_state("dh_n", dh_n, d);
-  expect_stack_state("dc_n", dc_n, d);
+  if (dh_n) s.expect_state("dh_n", *dh_n, s.out);
+  if (dc_n) s.expect_state("dc_n", *dc_n, H);
 
-  Array<Scalar> dx({d.steps, d.batch, d.input});
-  Array<Scalar> dh0({K, d.batch, d.hidden});
-  Array<Scalar> dc0({K, d.batch, d.hidden});
-  py::list dw_ih_out, dw_hh_out, dbias_out;
+  Array<Scalar> dx = new_array<Scalar>(s.seq_shape(s.dims.input));
+  Array<Scalar> dh0({K, s.dims.batch, s.out});
+  Array<Scalar> dc0({K, s.dims.batch, H});
+  py::list dw_ih_out, dw_hh_out, dbias_out, dw_hr_out;
   std::vector<lstm_ext::LstmWeightGrads<Scalar>> grads(static_cast<size_t>(K));
   for (Index k = 0; k < K; ++k) {
-    Array<Scalar> dw_ih({G, static_cast<Index>(w_ih[k].shape(1))}), dw_hh({G, d.hidden});
-    grads[k] = {dw_ih.mutable_data(), dw_hh.mutable_data(), nullptr};
+    Array<Scalar> dw_ih({G, s.width(k)}), dw_hh({G, s.out});
+    grads[k] = {dw_ih.mutable_data(), dw_hh.mutable_data(), nullptr, nullptr};
     if (bias) {
       Array<Scalar> dbias({G});
       grads[k].dbias = dbias.mutable_data();
       dbias_out.append(dbias);
+    }
+    if (w_hr) {
+      Array<Scalar> dw_hr({s.out, H});
+      grads[k].dw_hr = dw_hr.mutable_data();
+      dw_hr_out.append(dw_hr);
     }
     dw_ih_out.append(dw_ih);
     dw_hh_out.append(dw_hh);
@@ -174,41 +303,180 @@ py::tuple lstm_stack_backward(const Array<Scalar>& x, const ArrayList<Scalar>& w
   // The cache is only read; the core's struct is shared with the forward, hence the const_cast.
   const lstm_ext::LstmStackCache<Scalar> cache{const_cast<Scalar*>(gates.data()), const_cast<Scalar*>(cells.data()),
                                                layers > 1 ? const_cast<Scalar*>(hidden.data()) : nullptr};
-  const auto weights = stack_weights(w_ih, w_hh, bias);
   Scalar* dx_ptr = dx.mutable_data();
   Scalar* dh0_ptr = dh0.mutable_data();
   Scalar* dc0_ptr = dc0.mutable_data();
   {
     py::gil_scoped_release release;
-    lstm_ext::lstm_stack_backward<Scalar>(d, weights.data(), x.data(), data_or_null(h0), data_or_null(c0), y.data(),
-                                          cache, dy.data(), data_or_null(dh_n), data_or_null(dc_n), dx_ptr, dh0_ptr,
-                                          dc0_ptr, grads.data());
+    lstm_ext::lstm_stack_backward<Scalar>(s.dims, a.weights.data(), x.data(), data_or_null(h0), data_or_null(c0),
+                                          y.data(), cache, dy.data(), data_or_null(dh_n), data_or_null(dc_n), dx_ptr,
+                                          dh0_ptr, dc0_ptr, grads.data(), a.dropout);
   }
-  return py::make_tuple(dx, dh0, dc0, dw_ih_out, dw_hh_out, bias ? py::object(dbias_out) : py::none());
+  return py::make_tuple(dx, dh0, dc0, dw_ih_out, dw_hh_out, bias ? py::object(dbias_out) : py::none(),
+                        w_hr ? py::object(dw_hr_out) : py::none());
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// GRU
+
+template <typename Scalar>
+struct GruArgs {
+  StackShape s;
+  std::vector<lstm_ext::GruWeights<Scalar>> weights;
+  std::vector<lstm_ext::DropoutMasks<Scalar>> variational;
+  lstm_ext::StackDropout<Scalar> dropout;
+};
+
+template <typename Scalar>
+GruArgs<Scalar> gru_args(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
+                         const OptArrayList<Scalar>& b_ih, const OptArrayList<Scalar>& b_hh, const OptArray<Scalar>& h0,
+                         Index layers, Index directions, bool reverse, bool reset_after, const Sizes& batch_sizes,
+                         const OptArrayList<Scalar>& input_masks, const OptArrayList<Scalar>& recurrent_masks,
+                         const OptArray<Scalar>& inter_masks) {
+  GruArgs<Scalar> a;
+  a.s = stack_shape(x, batch_sizes, w_hh, layers, directions, 0, reverse, lstm_ext::kGatesGru);
+  const StackShape& s = a.s;
+  const Index G = lstm_ext::kGatesGru * s.dims.hidden;
+  if (b_ih.has_value() != b_hh.has_value()) throw std::invalid_argument("b_ih and b_hh: give both or neither");
+  expect_list<Scalar>("w_ih", w_ih, s, [&](Index k) { return std::vector<Index>{G, s.width(k)}; });
+  expect_list<Scalar>("w_hh", w_hh, s, [&](Index) { return std::vector<Index>{G, s.out}; });
+  if (b_ih) expect_list<Scalar>("b_ih", *b_ih, s, [&](Index) { return std::vector<Index>{G}; });
+  if (b_hh) expect_list<Scalar>("b_hh", *b_hh, s, [&](Index) { return std::vector<Index>{G}; });
+  if (h0) s.expect_state("h0", *h0, s.out);
+  a.weights.resize(static_cast<size_t>(s.count()));
+  for (Index k = 0; k < s.count(); ++k)
+    a.weights[k] = {w_ih[k].data(), w_hh[k].data(), b_ih ? (*b_ih)[k].data() : nullptr,
+                    b_hh ? (*b_hh)[k].data() : nullptr, reset_after};
+  a.dropout = stack_dropout(s, input_masks, recurrent_masks, inter_masks, a.variational);
+  return a;
 }
 
 template <typename Scalar>
-void def_lstm(py::module_& m) {
+py::tuple gru_stack_forward(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
+                            const OptArrayList<Scalar>& b_ih, const OptArrayList<Scalar>& b_hh,
+                            const OptArray<Scalar>& h0, Index layers, Index directions, bool reverse,
+                            bool reset_after, bool training, const Sizes& batch_sizes,
+                            const OptArrayList<Scalar>& input_masks, const OptArrayList<Scalar>& recurrent_masks,
+                            const OptArray<Scalar>& inter_masks) {
+  const GruArgs<Scalar> a = gru_args(x, w_ih, w_hh, b_ih, b_hh, h0, layers, directions, reverse, reset_after,
+                                     batch_sizes, input_masks, recurrent_masks, inter_masks);
+  const StackShape& s = a.s;
+  Array<Scalar> y = new_array<Scalar>(s.seq_shape(directions * s.out));
+  Array<Scalar> h_n({s.count(), s.dims.batch, s.out});
+  py::object cache_out = py::none();
+  lstm_ext::GruStackCache<Scalar> cache;
+  if (training) {
+    const lstm_ext::GruStackCacheSizes sizes = lstm_ext::gru_stack_cache_sizes(s.dims, reset_after);
+    Array<Scalar> gates({sizes.gates}), hidden_n({sizes.hidden_n}), hidden({sizes.hidden});
+    cache = {gates.mutable_data(), reset_after ? hidden_n.mutable_data() : nullptr,
+             layers > 1 ? hidden.mutable_data() : nullptr};
+    cache_out = py::make_tuple(gates, hidden_n, hidden);
+  }
+  Scalar* y_ptr = y.mutable_data();
+  Scalar* h_n_ptr = h_n.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lstm_ext::gru_stack_forward<Scalar>(s.dims, a.weights.data(), x.data(), data_or_null(h0), y_ptr, h_n_ptr, cache,
+                                        a.dropout);
+  }
+  return py::make_tuple(y, h_n, cache_out);
+}
+
+template <typename Scalar>
+py::tuple gru_stack_backward(const Array<Scalar>& x, const ArrayList<Scalar>& w_ih, const ArrayList<Scalar>& w_hh,
+                             const OptArrayList<Scalar>& b_ih, const OptArrayList<Scalar>& b_hh,
+                             const OptArray<Scalar>& h0, Index layers, Index directions, bool reverse,
+                             bool reset_after, const Sizes& batch_sizes, const OptArrayList<Scalar>& input_masks,
+                             const OptArrayList<Scalar>& recurrent_masks, const OptArray<Scalar>& inter_masks,
+                             const Array<Scalar>& y, const Array<Scalar>& gates, const Array<Scalar>& hidden_n,
+                             const Array<Scalar>& hidden, const Array<Scalar>& dy, const OptArray<Scalar>& dh_n) {
+  const GruArgs<Scalar> a = gru_args(x, w_ih, w_hh, b_ih, b_hh, h0, layers, directions, reverse, reset_after,
+                                     batch_sizes, input_masks, recurrent_masks, inter_masks);
+  const StackShape& s = a.s;
+  const lstm_ext::GruStackCacheSizes sizes = lstm_ext::gru_stack_cache_sizes(s.dims, reset_after);
+  const Index K = s.count(), G = lstm_ext::kGatesGru * s.dims.hidden, H = s.dims.hidden;
+  s.expect_seq("y", y, directions * H);
+  s.expect_seq("dy", dy, directions * H);
+  expect_shape("gates", gates, {sizes.gates});
+  expect_shape("hidden_n", hidden_n, {sizes.hidden_n});
+  expect_shape("hidden", hidden, {sizes.hidden});
+  if (dh_n) s.expect_state("dh_n", *dh_n, H);
+
+  Array<Scalar> dx = new_array<Scalar>(s.seq_shape(s.dims.input));
+  Array<Scalar> dh0({K, s.dims.batch, H});
+  py::list dw_ih_out, dw_hh_out, db_ih_out, db_hh_out;
+  std::vector<lstm_ext::GruWeightGrads<Scalar>> grads(static_cast<size_t>(K));
+  for (Index k = 0; k < K; ++k) {
+    Array<Scalar> dw_ih({G, s.width(k)}), dw_hh({G, H});
+    grads[k] = {dw_ih.mutable_data(), dw_hh.mutable_data(), nullptr, nullptr};
+    if (b_ih) {
+      Array<Scalar> db_ih({G}), db_hh({G});
+      grads[k].db_ih = db_ih.mutable_data();
+      grads[k].db_hh = db_hh.mutable_data();
+      db_ih_out.append(db_ih);
+      db_hh_out.append(db_hh);
+    }
+    dw_ih_out.append(dw_ih);
+    dw_hh_out.append(dw_hh);
+  }
+  const lstm_ext::GruStackCache<Scalar> cache{const_cast<Scalar*>(gates.data()),
+                                              reset_after ? const_cast<Scalar*>(hidden_n.data()) : nullptr,
+                                              layers > 1 ? const_cast<Scalar*>(hidden.data()) : nullptr};
+  Scalar* dx_ptr = dx.mutable_data();
+  Scalar* dh0_ptr = dh0.mutable_data();
+  {
+    py::gil_scoped_release release;
+    lstm_ext::gru_stack_backward<Scalar>(s.dims, a.weights.data(), x.data(), data_or_null(h0), y.data(), cache,
+                                         dy.data(), data_or_null(dh_n), dx_ptr, dh0_ptr, grads.data(), a.dropout);
+  }
+  return py::make_tuple(dx, dh0, dw_ih_out, dw_hh_out, b_ih ? py::object(db_ih_out) : py::none(),
+                        b_ih ? py::object(db_hh_out) : py::none());
+}
+
+// Arguments every stack call shares, after the weights and states.
+py::arg opt(const char* name) { return py::arg(name).noconvert().none(true); }
+
+template <typename Scalar>
+void def_stacks(py::module_& m) {
   m.def("lstm_stack_forward", &lstm_stack_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-        py::arg("w_hh").noconvert(), py::arg("bias").noconvert().none(true), py::arg("h0").noconvert().none(true),
-        py::arg("c0").noconvert().none(true), py::arg("layers"), py::arg("directions"), py::arg("training"),
-        "Stacked/bidirectional LSTM forward: x [T, N, I]; per (layer, direction) k = l*D + d lists of w_ih, "
-        "w_hh and bias (b_ih + b_hh; None for no bias); h0/c0 [L*D, N, H] or None. Returns (y [T, N, D*H], "
-        "h_n, c_n, cache); cache = (gates, cells, hidden) flat buffers when training, else None.");
+        py::arg("w_hh").noconvert(), opt("bias"), opt("w_hr"), opt("h0"), opt("c0"), py::kw_only(),
+        py::arg("layers"), py::arg("directions"), py::arg("reverse") = false, py::arg("training"),
+        opt("batch_sizes") = py::none(), opt("input_masks") = py::none(), opt("recurrent_masks") = py::none(),
+        opt("inter_masks") = py::none(),
+        "Stacked/bidirectional LSTM forward: x [T, N, I] (or packed [R, I] with batch_sizes [T]); per (layer, "
+        "direction) k = l*D + d lists of w_ih, w_hh, bias (b_ih + b_hh; None: no bias) and w_hr (None: no "
+        "projection); h0 [L*D, N, H_out], c0 [L*D, N, H] or None. Returns (y, h_n, c_n, cache); cache = (gates, "
+        "cells, hidden) flat buffers when training, else None.");
   m.def("lstm_stack_backward", &lstm_stack_backward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
-        py::arg("w_hh").noconvert(), py::arg("bias").noconvert().none(true), py::arg("h0").noconvert().none(true),
-        py::arg("c0").noconvert().none(true), py::arg("layers"), py::arg("directions"), py::arg("y").noconvert(),
-        py::arg("gates").noconvert(), py::arg("cells").noconvert(), py::arg("hidden").noconvert(),
-        py::arg("dy").noconvert(), py::arg("dh_n").noconvert().none(true), py::arg("dc_n").noconvert().none(true),
-        "Backward of lstm_stack_forward. Returns (dx, dh0, dc0, [dw_ih], [dw_hh], [dbias] or None).");
+        py::arg("w_hh").noconvert(), opt("bias"), opt("w_hr"), opt("h0"), opt("c0"), py::kw_only(),
+        py::arg("layers"), py::arg("directions"), py::arg("reverse") = false, opt("batch_sizes") = py::none(),
+        opt("input_masks") = py::none(), opt("recurrent_masks") = py::none(), opt("inter_masks") = py::none(),
+        py::arg("y").noconvert(), py::arg("gates").noconvert(), py::arg("cells").noconvert(),
+        py::arg("hidden").noconvert(), py::arg("dy").noconvert(), opt("dh_n") = py::none(), opt("dc_n") = py::none(),
+        "Backward of lstm_stack_forward. Returns (dx, dh0, dc0, [dw_ih], [dw_hh], [dbias] or None, [dw_hr] or None).");
+  m.def("gru_stack_forward", &gru_stack_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
+        py::arg("w_hh").noconvert(), opt("b_ih"), opt("b_hh"), opt("h0"), py::kw_only(), py::arg("layers"),
+        py::arg("directions"), py::arg("reverse") = false, py::arg("reset_after") = true, py::arg("training"),
+        opt("batch_sizes") = py::none(), opt("input_masks") = py::none(), opt("recurrent_masks") = py::none(),
+        opt("inter_masks") = py::none(),
+        "Stacked/bidirectional GRU forward, arguments as lstm_stack_forward with torch's two biases. Returns (y, "
+        "h_n, cache); cache = (gates, hidden_n, hidden) when training, else None.");
+  m.def("gru_stack_backward", &gru_stack_backward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
+        py::arg("w_hh").noconvert(), opt("b_ih"), opt("b_hh"), opt("h0"), py::kw_only(), py::arg("layers"),
+        py::arg("directions"), py::arg("reverse") = false, py::arg("reset_after") = true,
+        opt("batch_sizes") = py::none(), opt("input_masks") = py::none(), opt("recurrent_masks") = py::none(),
+        opt("inter_masks") = py::none(), py::arg("y").noconvert(), py::arg("gates").noconvert(),
+        py::arg("hidden_n").noconvert(), py::arg("hidden").noconvert(), py::arg("dy").noconvert(),
+        opt("dh_n") = py::none(),
+        "Backward of gru_stack_forward. Returns (dx, dh0, [dw_ih], [dw_hh], [db_ih] or None, [db_hh] or None).");
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "lstm_ext's compiled core (private): use the lstm_ext package instead.";
-  def_lstm<float>(m);
-  def_lstm<double>(m);
+  def_stacks<float>(m);
+  def_stacks<double>(m);
   m.def("set_num_threads", &lstm_ext::set_num_threads, py::arg("n"),
         "Threads used by the kernels, process-wide (n >= 1).");
   m.def("get_num_threads", &lstm_ext::get_num_threads, "Threads used by the kernels.");

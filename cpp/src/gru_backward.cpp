@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+#include "lstm_ext/gru.h"
+
+#include "gru_internal.h"
+#include "thread_setup.h"
+
+#include <algorithm>
+
+namespace lstm_ext {
+
+template <typename Scalar>
+void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const Scalar* x, const Scalar* h0,
+                  const Scalar* y, const GruCache<Scalar>& cache, const Scalar* dy, const Scalar* dh_n, Scalar* dx,
+                  Scalar* dh0, const GruWeightGrads<Scalar>& grads, const SequenceLayout& layout,
+                  const DropoutMasks<Scalar>& masks) {
+  constexpr const char* kWhere = "gru_backward";
+  detail::check_gru(kWhere, dims, weights);
+  require(x != nullptr && y != nullptr && dy != nullptr, kWhere, "x, y and dy are required");
+  require(cache.gates != nullptr && (cache.hidden_n != nullptr) == weights.reset_after, kWhere,
+          "the cache of a training forward is required (gates; hidden_n exactly when reset_after)");
+  require(dx != nullptr && dh0 != nullptr, kWhere, "dx and dh0 are required");
+  require(grads.dw_ih != nullptr && grads.dw_hh != nullptr, kWhere, "dw_ih and dw_hh are required");
+  require((grads.db_ih != nullptr) == (weights.b_ih != nullptr) && (grads.db_hh != nullptr) == (weights.b_hh != nullptr),
+          kWhere, "db_ih and db_hh must be given exactly when the layer has biases");
+  detail::ensure_threads_initialised();
+
+  const Index N = dims.batch, I = dims.input, H = dims.hidden;
+  const Index G = kGatesGru * H;
+  const bool after = weights.reset_after;
+  const Index ldy = detail::y_stride_of(kWhere, layout, H);
+  const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
+  const Index R = sched.rows();
+  const Scalar* mask = masks.recurrent;
+
+  // Per call: the gradients of the input-side and recurrent-side pre-activations of every row, and the states
+  // the recurrent products read (reset before: also r * hm), for the weight GEMMs after the loop.
+  detail::Buffer<Scalar> d_gates_ws(R * G), d_hp_ws(R * G), prev_all(R * H), rh_all(after ? 0 : R * H);
+  detail::Buffer<Scalar> prev_u(N * H), direct(N * H), d_prev(N * H), d_rh(after ? 0 : N * H);
+  detail::GateScratch<Scalar> scratch(G, H);
+  auto& dh_t = scratch.a;
+
+  // dh0 doubles as the running dh, one row per sequence (see lstm_backward).
+  if (dh_n != nullptr) std::copy_n(dh_n, N * H, dh0); else std::fill_n(dh0, N * H, Scalar(0));
+
+  for (Index s = sched.steps() - 1; s >= 0; --s) {
+    const detail::Step st = sched.step(s);
+    const Index n = st.rows;
+    const Scalar* gates_t = cache.gates + st.offset * G;
+    Scalar* d_gates_t = d_gates_ws.data() + st.offset * G;
+    Scalar* d_hp_t = d_hp_ws.data() + st.offset * G;
+    Scalar* hm_t = prev_all.data() + st.offset * H;  // masked previous states, dense
+    Index ldu = 0;
+    const Scalar* hu = detail::previous_states(st, H, y, ldy, h0, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
+    detail::gather_previous(st, H, y, ldy, h0, mask, hm_t);
+
+    // Pass 1, per row: everything but r's gradient when the reset comes before the product.
+    for (Index r = 0; r < n; ++r) {
+      const Scalar* g = gates_t + r * G;
+      const ConstArrayMap<Scalar> gr(g, H), gz(g + H, H), gn(g + 2 * H, H);
+      Scalar* dg = d_gates_t + r * G;
+      ArrayMap<Scalar> dgr(dg, H), dgz(dg + H, H), dgn(dg + 2 * H, H);
+      Scalar* dp = d_hp_t + r * G;
+      dh_t = ConstArrayMap<Scalar>(dy + (st.offset + r) * ldy, H) + ConstArrayMap<Scalar>(dh0 + r * H, H);
+      dgn = dh_t * (Scalar(1) - gz) * (Scalar(1) - gn.square());
+      if (hu != nullptr) {
+        dgz = dh_t * (ConstArrayMap<Scalar>(hu + r * ldu, H) - gn) * gz * (Scalar(1) - gz);
+      } else {
+        dgz = -dh_t * gn * gz * (Scalar(1) - gz);
+      }
+      ArrayMap<Scalar>(direct.data() + r * H, H) = dh_t * gz;
+      ArrayMap<Scalar>(dp + H, H) = dgz;
+      if (after) {
+        const ConstArrayMap<Scalar> hp_n(cache.hidden_n + (st.offset + r) * H, H);
+        dgr = dgn * hp_n * gr * (Scalar(1) - gr);
+        ArrayMap<Scalar>(dp, H) = dgr;
+        ArrayMap<Scalar>(dp + 2 * H, H) = dgn * gr;
+      } else {
+        ArrayMap<Scalar>(dp + 2 * H, H) = dgn;
+      }
+    }
+
+    if (after) {
+      detail::product_nn(n, G, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
+    } else {
+      // d(r * hm) = dn_pre w_hn; then r's gradient, and the r * hm the forward's product read.
+      detail::product_nn(n, H, H, d_hp_t + 2 * H, G, weights.w_hh + 2 * H * H, H, d_rh.data());
+      for (Index r = 0; r < n; ++r) {
+        const ConstArrayMap<Scalar> gr(gates_t + r * G, H), hm(hm_t + r * H, H), drh(d_rh.data() + r * H, H);
+        ArrayMap<Scalar> dgr(d_gates_t + r * G, H);
+        dgr = drh * hm * gr * (Scalar(1) - gr);
+        ArrayMap<Scalar>(d_hp_t + r * G, H) = dgr;
+        ArrayMap<Scalar>(rh_all.data() + (st.offset + r) * H, H) = gr * hm;
+      }
+      detail::product_nn(n, 2 * H, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
+      for (Index r = 0; r < n; ++r)
+        ArrayMap<Scalar>(d_prev.data() + r * H, H) +=
+            ConstArrayMap<Scalar>(d_rh.data() + r * H, H) * ConstArrayMap<Scalar>(gates_t + r * G, H);
+    }
+    // dL/dh_{t-1}: through the recurrent product (times the mask) and directly through z * h_{t-1}.
+    for (Index r = 0; r < n; ++r) {
+      ArrayMap<Scalar> dh(dh0 + r * H, H);
+      if (mask != nullptr) {
+        dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) * ConstArrayMap<Scalar>(mask + r * H, H) +
+             ConstArrayMap<Scalar>(direct.data() + r * H, H);
+      } else {
+        dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) + ConstArrayMap<Scalar>(direct.data() + r * H, H);
+      }
+    }
+  }
+
+  // One GEMM each over all rows.
+  detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates_ws.data(), layout.accumulate_dx,
+                              dx, grads.dw_ih, grads.db_ih);
+  const ConstMatrixMap<Scalar> d_hp(d_hp_ws.data(), R, G);
+  const ConstMatrixMap<Scalar> prev(prev_all.data(), R, H);
+  MatrixMap<Scalar> dw_hh(grads.dw_hh, G, H);
+  if (after) {
+    dw_hh.noalias() = d_hp.transpose() * prev;
+  } else {
+    dw_hh.topRows(2 * H).noalias() = d_hp.leftCols(2 * H).transpose() * prev;
+    dw_hh.bottomRows(H).noalias() = d_hp.rightCols(H).transpose() * ConstMatrixMap<Scalar>(rh_all.data(), R, H);
+  }
+  if (grads.db_hh != nullptr) {
+    const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sums = d_hp.colwise().sum();  // aligned, see lstm_backward
+    RowVectorMap<Scalar>(grads.db_hh, G) = sums;
+  }
+}
+
+#define LSTM_EXT_INSTANTIATE(Scalar)                                                                        \
+  template void gru_backward<Scalar>(const GruDims&, const GruWeights<Scalar>&, const Scalar*, const Scalar*, \
+                                     const Scalar*, const GruCache<Scalar>&, const Scalar*, const Scalar*,    \
+                                     Scalar*, Scalar*, const GruWeightGrads<Scalar>&, const SequenceLayout&,  \
+                                     const DropoutMasks<Scalar>&);
+LSTM_EXT_INSTANTIATE(float)
+LSTM_EXT_INSTANTIATE(double)
+#undef LSTM_EXT_INSTANTIATE
+
+}  // namespace lstm_ext

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+#include "lstm_ext/gru.h"
+
+#include "gru_internal.h"
+#include "thread_setup.h"
+
+#include <algorithm>
+
+namespace lstm_ext {
+namespace {
+
+// r and z of one row, activated in the aligned scratch (see GateScratch): act = sigmoid(gx + hp) over 2H.
+template <typename Scalar>
+void activate_rz(Index H, const Scalar* gx, const Scalar* hp, detail::GateScratch<Scalar>& scratch) {
+  auto rz = scratch.gates.head(2 * H);
+  rz = ConstArrayMap<Scalar>(gx, 2 * H) + ConstArrayMap<Scalar>(hp, 2 * H);
+  rz = rz.logistic();
+}
+
+// n and h_t of one row once r, z are in scratch.gates: n = tanh(gx_n + a) with a = r * hp_n (reset after) or
+// hp_n (reset before); h = (1 - z) * n + z * h_prev (h_prev nullptr: zeros). Writes r, z, n back to `gates`.
+template <typename Scalar>
+void finish_row(Index H, bool reset_after, Scalar* gates, const Scalar* hp_n, const Scalar* h_prev, Scalar* h_t,
+                detail::GateScratch<Scalar>& scratch) {
+  auto& act = scratch.gates;
+  auto n = act.tail(H);
+  if (reset_after) {
+    n = ConstArrayMap<Scalar>(gates + 2 * H, H) + act.head(H) * ConstArrayMap<Scalar>(hp_n, H);
+  } else {
+    n = ConstArrayMap<Scalar>(gates + 2 * H, H) + ConstArrayMap<Scalar>(hp_n, H);
+  }
+  n = n.tanh();
+  const auto z = act.segment(H, H);
+  if (h_prev != nullptr) {
+    ArrayMap<Scalar>(h_t, H) = (Scalar(1) - z) * n + z * ConstArrayMap<Scalar>(h_prev, H);
+  } else {
+    ArrayMap<Scalar>(h_t, H) = (Scalar(1) - z) * n;
+  }
+  ArrayMap<Scalar>(gates, 3 * H) = act;
+}
+
+}  // namespace
+
+template <typename Scalar>
+void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const Scalar* x, const Scalar* h0,
+                 Scalar* y, Scalar* h_n, const GruCache<Scalar>& cache, const SequenceLayout& layout,
+                 const DropoutMasks<Scalar>& masks) {
+  constexpr const char* kWhere = "gru_forward";
+  detail::check_gru(kWhere, dims, weights);
+  require(x != nullptr && y != nullptr, kWhere, "x and y are required");
+  const bool training = cache.gates != nullptr;
+  require(!training || (cache.hidden_n != nullptr) == weights.reset_after, kWhere,
+          "a training forward keeps cache.hidden_n exactly when reset_after");
+  require(training || cache.hidden_n == nullptr, kWhere, "cache.hidden_n without cache.gates");
+  detail::ensure_threads_initialised();
+
+  const Index N = dims.batch, I = dims.input, H = dims.hidden;
+  const Index G = kGatesGru * H;
+  const bool after = weights.reset_after;
+  const Index ldy = detail::y_stride_of(kWhere, layout, H);
+  const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
+  const Index R = sched.rows();
+
+  detail::Buffer<Scalar> gates_ws(training ? 0 : R * G), hp(N * G), prev_u(N * H), prev_m(N * H), rh(after ? 0 : N * H);
+  Scalar* gates = training ? cache.gates : gates_ws.data();
+  detail::GateScratch<Scalar> scratch(G, H);
+  detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
+
+  for (Index s = 0; s < sched.steps(); ++s) {
+    const detail::Step st = sched.step(s);
+    const Index n = st.rows;
+    Scalar* gates_t = gates + st.offset * G;
+    Index ldu = 0, ldm = 0;
+    const Scalar* hu = detail::previous_states(st, H, y, ldy, h0, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
+    const Scalar* hm = hu;
+    ldm = ldu;
+    if (masks.recurrent != nullptr) hm = detail::previous_states(st, H, y, ldy, h0, masks.recurrent, prev_m.data(), ldm);
+
+    // hp = hm w_hh^T + b_hh: all three blocks (reset after), or r and z only (reset before; n comes below).
+    const Index hp_cols = after ? G : 2 * H;
+    for (Index r = 0; r < n; ++r) {
+      RowVectorMap<Scalar> row(hp.data() + r * G, hp_cols);
+      if (weights.b_hh != nullptr) row = ConstRowVectorMap<Scalar>(weights.b_hh, hp_cols); else row.setZero();
+    }
+    if (hm != nullptr) detail::product_nt(n, H, hp_cols, hm, ldm, weights.w_hh, hp.data(), G, true);
+
+    if (!after) {
+      // n's recurrent part needs r first: (r * hm) w_hn^T + b_hn.
+      for (Index r = 0; r < n; ++r) {
+        activate_rz(H, gates_t + r * G, hp.data() + r * G, scratch);
+        ArrayMap<Scalar>(gates_t + r * G, 2 * H) = scratch.gates.head(2 * H);
+        ArrayMap<Scalar> rh_row(rh.data() + r * H, H);
+        if (hm != nullptr) rh_row = scratch.gates.head(H) * ConstArrayMap<Scalar>(hm + r * ldm, H); else rh_row.setZero();
+        RowVectorMap<Scalar> hp_n(hp.data() + r * G + 2 * H, H);
+        if (weights.b_hh != nullptr) hp_n = ConstRowVectorMap<Scalar>(weights.b_hh + 2 * H, H); else hp_n.setZero();
+      }
+      detail::product_nt(n, H, H, rh.data(), H, weights.w_hh + 2 * H * H, hp.data() + 2 * H, G, true);
+    }
+    for (Index r = 0; r < n; ++r) {
+      Scalar* g = gates_t + r * G;
+      if (after) {
+        activate_rz(H, g, hp.data() + r * G, scratch);
+      } else {
+        scratch.gates.head(2 * H) = ConstArrayMap<Scalar>(g, 2 * H);
+      }
+      finish_row(H, after, g, hp.data() + r * G + 2 * H, detail::row_of(hu, r, ldu), y + (st.offset + r) * ldy, scratch);
+      if (training && after) std::copy_n(hp.data() + r * G + 2 * H, H, cache.hidden_n + (st.offset + r) * H);
+    }
+
+    const Index f = st.finished_from;
+    if (h_n != nullptr) detail::copy_rows(n - f, H, y + (st.offset + f) * ldy, ldy, h_n + f * H);
+  }
+}
+
+#define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \
+  template void gru_forward<Scalar>(const GruDims&, const GruWeights<Scalar>&, const Scalar*, const Scalar*, \
+                                    Scalar*, Scalar*, const GruCache<Scalar>&, const SequenceLayout&,       \
+                                    const DropoutMasks<Scalar>&);
+LSTM_EXT_INSTANTIATE(float)
+LSTM_EXT_INSTANTIATE(double)
+#undef LSTM_EXT_INSTANTIATE
+
+}  // namespace lstm_ext

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// Internal to the kernels: the step schedule of one direction over dense or packed rows, the gathering of the
+// previous states, the products of the recurrence, and the variational masks.
+#pragma once
+
+#include "lstm_ext/sequence.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace lstm_ext::detail {
+
+template <typename Scalar>
+using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;  // aligned storage, the same on every call
+
+// One step of a direction, in processing order.
+struct Step {
+  Index t = 0;              // time
+  Index rows = 0;           // n_t: rows (sequences) active at this step; always the first n_t of the batch
+  Index offset = 0;         // first row of step t in the [R, F] buffers
+  Index carried = 0;        // rows [0, carried) continue from the previously processed step; rows
+                            // [carried, rows) start here from h0 (packed reverse direction, or the first step)
+  Index prev_offset = 0;    // first row of the previously processed step (when carried > 0)
+  Index finished_from = 0;  // rows [finished_from, rows) take their last step here: their final states
+};
+
+// The steps of one direction over T steps of N sequences, dense or packed (sequence.h).
+class Schedule {
+ public:
+  Schedule(const char* where, Index steps, Index batch, const std::int64_t* batch_sizes, bool reverse)
+      : steps_(steps), batch_(batch), reverse_(reverse), sizes_(batch_sizes) {
+    rows_ = sequence_rows(where, steps, batch, batch_sizes);
+    if (sizes_ != nullptr) {
+      offsets_.resize(static_cast<size_t>(steps + 1), 0);
+      for (Index t = 0; t < steps; ++t) offsets_[t + 1] = offsets_[t] + sizes_[t];
+    }
+  }
+
+  Index rows() const { return rows_; }
+  Index steps() const { return steps_; }
+
+  Step step(Index s) const {
+    Step st;
+    st.t = reverse_ ? steps_ - 1 - s : s;
+    st.rows = size(st.t);
+    st.offset = offset(st.t);
+    if (s > 0) {
+      const Index t_prev = reverse_ ? st.t + 1 : st.t - 1;
+      st.carried = std::min(st.rows, size(t_prev));
+      st.prev_offset = offset(t_prev);
+    }
+    if (s < steps_ - 1) st.finished_from = std::min(st.rows, size(reverse_ ? st.t - 1 : st.t + 1));
+    return st;
+  }
+
+  // The batch row (sorted order) of each of the R rows: what a per-sequence mask row is indexed by.
+  Index row_in_batch(Index row) const {
+    if (sizes_ == nullptr) return row % batch_;
+    const auto it = std::upper_bound(offsets_.begin(), offsets_.end(), row) - 1;
+    return row - *it;
+  }
+
+ private:
+  Index size(Index t) const { return sizes_ == nullptr ? batch_ : static_cast<Index>(sizes_[t]); }
+  Index offset(Index t) const { return sizes_ == nullptr ? t * batch_ : offsets_[t]; }
+
+  Index steps_, batch_;
+  bool reverse_;
+  const std::int64_t* sizes_;
+  std::vector<Index> offsets_;
+  Index rows_ = 0;
+};
+
+// Rows of a [rows, cols] block with row stride `stride` copied to a dense [rows, cols] buffer.
+template <typename Scalar>
+void copy_rows(Index rows, Index cols, const Scalar* src, Index stride, Scalar* dst) {
+  for (Index r = 0; r < rows; ++r) std::copy_n(src + r * stride, cols, dst + r * cols);
+}
+
+// The states h_{t-1} that step `st` reads, as dense [rows, width] in `dst`: rows [0, carried) from the
+// previously processed step of y (rows ldy apart), the rest from init ([N, width], or zeros when nullptr);
+// each row multiplied by its mask row when mask ([N, width]) is given.
+template <typename Scalar>
+void gather_previous(const Step& st, Index width, const Scalar* y, Index ldy, const Scalar* init,
+                     const Scalar* mask, Scalar* dst) {
+  for (Index r = 0; r < st.rows; ++r) {
+    ArrayMap<Scalar> out(dst + r * width, width);
+    if (r < st.carried) {
+      out = ConstArrayMap<Scalar>(y + (st.prev_offset + r) * ldy, width);
+    } else if (init != nullptr) {
+      out = ConstArrayMap<Scalar>(init + r * width, width);
+    } else {
+      out.setZero();
+      continue;
+    }
+    if (mask != nullptr) out *= ConstArrayMap<Scalar>(mask + r * width, width);
+  }
+}
+
+// Where step `st` reads its (masked) previous states for the recurrent product: y itself when every row
+// continues and nothing is masked; else `scratch` filled by gather_previous; nullptr when all are zero.
+template <typename Scalar>
+const Scalar* previous_states(const Step& st, Index width, const Scalar* y, Index ldy, const Scalar* init,
+                              const Scalar* mask, Scalar* scratch, Index& stride) {
+  if (st.carried == st.rows && mask == nullptr) {
+    stride = ldy;
+    return y + st.prev_offset * ldy;
+  }
+  if (st.carried == 0 && init == nullptr) return nullptr;
+  gather_previous(st, width, y, ldy, init, mask, scratch);
+  stride = width;
+  return scratch;
+}
+
+// out[m, g] (rows ldo apart) += or = a[m, k] (rows lda apart) * w[g, k]^T. A single row goes to a
+// matrix-vector product: Eigen's GEMM path would repack all of w on every call, costing more than the math.
+template <typename Scalar>
+void product_nt(Index m, Index k, Index g, const Scalar* a, Index lda, const Scalar* w, Scalar* out, Index ldo,
+                bool accumulate) {
+  if (m == 0) return;
+  const ConstMatrixMap<Scalar> w_map(w, g, k);
+  if (m == 1) {
+    RowVectorMap<Scalar> o(out, g);
+    if (accumulate) o.noalias() += ConstRowVectorMap<Scalar>(a, k) * w_map.transpose();
+    else o.noalias() = ConstRowVectorMap<Scalar>(a, k) * w_map.transpose();
+    return;
+  }
+  StridedMatrixMap<Scalar> o(out, m, g, Eigen::OuterStride<>(ldo));
+  const ConstStridedMatrixMap<Scalar> a_map(a, m, k, Eigen::OuterStride<>(lda));
+  if (accumulate) o.noalias() += a_map * w_map.transpose();
+  else o.noalias() = a_map * w_map.transpose();
+}
+
+// out[m, k] (dense) = a[m, g] (rows lda apart) * w[g, k]: the recurrent product of the backward.
+template <typename Scalar>
+void product_nn(Index m, Index g, Index k, const Scalar* a, Index lda, const Scalar* w, Index ldw, Scalar* out) {
+  if (m == 0) return;
+  const ConstStridedMatrixMap<Scalar> w_map(w, g, k, Eigen::OuterStride<>(ldw));
+  if (m == 1) {
+    RowVectorMap<Scalar>(out, k).noalias() = ConstRowVectorMap<Scalar>(a, g) * w_map;
+  } else {
+    MatrixMap<Scalar>(out, m, k).noalias() = ConstStridedMatrixMap<Scalar>(a, m, g, Eigen::OuterStride<>(lda)) * w_map;
+  }
+}
+
+// x * m_x over all R rows, each row times its sequence's mask row: the input the projection sees.
+template <typename Scalar>
+void mask_rows(const Schedule& sched, Index width, const Scalar* src, const Scalar* mask, Scalar* dst) {
+  for (Index row = 0; row < sched.rows(); ++row) {
+    ArrayMap<Scalar>(dst + row * width, width) =
+        ConstArrayMap<Scalar>(src + row * width, width) *
+        ConstArrayMap<Scalar>(mask + sched.row_in_batch(row) * width, width);
+  }
+}
+
+// The input side of a backward, shared by LSTM and GRU, as one GEMM each over all R rows:
+//   dx (+)= (d_gates w_ih) * m_x,   dw_ih = d_gates^T (x * m_x),   db = column sums of d_gates (if db).
+template <typename Scalar>
+void input_side_backward(const Schedule& sched, Index input, Index gates, const Scalar* x, const Scalar* w_ih,
+                         const Scalar* input_mask, const Scalar* d_gates, bool accumulate_dx, Scalar* dx,
+                         Scalar* dw_ih, Scalar* db) {
+  const Index R = sched.rows();
+  const ConstMatrixMap<Scalar> all_d_gates(d_gates, R, gates);
+  const ConstMatrixMap<Scalar> w(w_ih, gates, input);
+  MatrixMap<Scalar> dx_map(dx, R, input);
+  if (input_mask == nullptr) {
+    if (accumulate_dx) dx_map.noalias() += all_d_gates * w;
+    else dx_map.noalias() = all_d_gates * w;
+    MatrixMap<Scalar>(dw_ih, gates, input).noalias() = all_d_gates.transpose() * ConstMatrixMap<Scalar>(x, R, input);
+  } else {
+    Buffer<Scalar> ws(R * input);
+    MatrixMap<Scalar> ws_map(ws.data(), R, input);
+    ws_map.noalias() = all_d_gates * w;
+    mask_rows(sched, input, ws.data(), input_mask, ws.data());
+    if (accumulate_dx) dx_map += ws_map;
+    else dx_map = ws_map;
+    mask_rows(sched, input, x, input_mask, ws.data());
+    MatrixMap<Scalar>(dw_ih, gates, input).noalias() = all_d_gates.transpose() * ws_map;
+  }
+  if (db != nullptr) {
+    // Summed into aligned storage first: on caller memory the scalar/vector split, which rounds differently,
+    // would follow the buffer's address.
+    const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sums = all_d_gates.colwise().sum();
+    RowVectorMap<Scalar>(db, gates) = sums;
+  }
+}
+
+// The input projection of a forward: gates[R, G] = (x * m_x) w_ih^T (+ bias), one GEMM over all R rows.
+template <typename Scalar>
+void input_projection(const Schedule& sched, Index input, Index gates_width, const Scalar* x, const Scalar* w_ih,
+                      const Scalar* bias, const Scalar* input_mask, Scalar* gates) {
+  const Index R = sched.rows();
+  MatrixMap<Scalar> all_gates(gates, R, gates_width);
+  const ConstMatrixMap<Scalar> w(w_ih, gates_width, input);
+  if (input_mask == nullptr) {
+    all_gates.noalias() = ConstMatrixMap<Scalar>(x, R, input) * w.transpose();
+  } else {
+    Buffer<Scalar> xm(R * input);
+    mask_rows(sched, input, x, input_mask, xm.data());
+    all_gates.noalias() = ConstMatrixMap<Scalar>(xm.data(), R, input) * w.transpose();
+  }
+  if (bias != nullptr) all_gates.rowwise() += ConstRowVectorMap<Scalar>(bias, gates_width);
+}
+
+// Row stride of y for a layout (0 means dense); checked against the output width.
+inline Index y_stride_of(const char* where, const SequenceLayout& layout, Index width) {
+  const Index stride = layout.y_stride == 0 ? width : layout.y_stride;
+  require(stride >= width, where, "layout.y_stride must be 0 or >= the output width");
+  return stride;
+}
+
+}  // namespace lstm_ext::detail
