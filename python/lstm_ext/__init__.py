@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""lstm_ext: fast LSTM layers for the CPU on NumPy arrays, shaped like torch.nn.
+"""lstm_ext: fast LSTM and GRU layers for the CPU on NumPy arrays, shaped like torch.nn.
 
 A C++17/Eigen core runs whole sequences forward and backward through time with the GIL released; this
 package gives it torch's names, shapes and weight layout, so PyTorch weights load as they are.
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from ._core import get_num_threads as _get_num_threads
 from ._core import set_num_threads as _set_num_threads
+from .gru import GRU, GRUCell
 from .lstm import LSTM, LSTMCell
+from .stream import Stateful
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "Stateful", "get_num_threads", "set_num_threads", "__version__"]
 
 
 def set_num_threads(n: int) -> None:
