@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""Load PyTorch LSTM weights into lstm_ext and compare outputs and every gradient on random configurations.
+"""Load PyTorch LSTM/GRU weights into lstm_ext and compare outputs and every gradient on random configurations.
 
     python examples/torch_parity.py [--trials 60] [--seed 123]
 
-Needs torch. Prints the worst relative error (max |a - b| / max |b|) per quantity, float64 and float32.
+Random kind (LSTM or GRU), shape, layers, direction, proj_size, batch_first, bias, hx, unbatched input and
+variable lengths (through torch's pack_padded_sequence). Needs torch. Prints the worst relative error
+(max |a - b| / max |b|) per quantity, float64 and float32.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstm_ext
 
@@ -19,35 +22,60 @@ import lstm_ext
 def one_trial(rng: np.random.Generator, dtype: type, worst: dict) -> None:
     steps, batch, inp, hidden = (int(rng.integers(1, hi)) for hi in (40, 12, 50, 70))
     batch_first, bias, use_hx, bidirectional = (bool(rng.integers(2)) for _ in range(4))
+    is_lstm = bool(rng.integers(2))
     layers = int(rng.integers(1, 4))
+    proj = int(rng.integers(1, hidden)) if is_lstm and hidden > 1 and rng.random() < 0.4 else 0
+    out = proj or hidden
     states = layers * (2 if bidirectional else 1)
     unbatched = rng.random() < 0.2
+    lengths = None if unbatched or rng.random() < 0.4 else rng.integers(1, steps + 1, size=batch)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
 
     kwargs = dict(num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-    theirs = torch.nn.LSTM(inp, hidden, **kwargs).to(tdtype)
-    ours = lstm_ext.LSTM(inp, hidden, **kwargs, dtype=dtype)
+    if is_lstm:
+        theirs = torch.nn.LSTM(inp, hidden, proj_size=proj, **kwargs).to(tdtype)
+        ours = lstm_ext.LSTM(inp, hidden, proj_size=proj, **kwargs, dtype=dtype)
+    else:
+        theirs = torch.nn.GRU(inp, hidden, **kwargs).to(tdtype)
+        ours = lstm_ext.GRU(inp, hidden, **kwargs, dtype=dtype)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
 
     x_shape = (steps, inp) if unbatched else ((batch, steps, inp) if batch_first else (steps, batch, inp))
-    state_shape = (states, hidden) if unbatched else (states, batch, hidden)
+    widths = [out, hidden] if is_lstm else [hidden]
     x = rng.standard_normal(x_shape).astype(dtype)
-    hx = tuple(rng.standard_normal(state_shape).astype(dtype) for _ in range(2)) if use_hx else None
+    hx = [rng.standard_normal((states, w) if unbatched else (states, batch, w)).astype(dtype) for w in widths]
 
     x_t = torch.tensor(x, requires_grad=True)
-    hx_t = tuple(torch.tensor(a, requires_grad=True) for a in hx) if hx else None
-    y_t, (h_t, c_t) = theirs(x_t, hx_t)
-    dy, dh, dc = (rng.standard_normal(tuple(a.shape)).astype(dtype) for a in (y_t, h_t, c_t))
-    loss = (y_t * torch.tensor(dy)).sum() + (h_t * torch.tensor(dh)).sum() + (c_t * torch.tensor(dc)).sum()
+    hx_t = [torch.tensor(a, requires_grad=True) for a in hx]
+    arg_t = (hx_t[0], hx_t[1]) if is_lstm else hx_t[0]
+    arg = ((hx[0], hx[1]) if is_lstm else hx[0]) if use_hx else None
+    if lengths is None:
+        y_t, final_t = theirs(x_t, arg_t if use_hx else None)
+    else:
+        packed = pack_padded_sequence(x_t, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+        y_p, final_t = theirs(packed, arg_t if use_hx else None)
+        y_t, _ = pad_packed_sequence(y_p, batch_first=batch_first, total_length=steps)
+    finals_t = list(final_t) if is_lstm else [final_t]
+    dy = rng.standard_normal(tuple(y_t.shape)).astype(dtype)
+    d_finals = [rng.standard_normal(tuple(f.shape)).astype(dtype) for f in finals_t]
+    loss = (y_t * torch.tensor(dy)).sum() + sum((f * torch.tensor(d)).sum() for f, d in zip(finals_t, d_finals))
     loss.backward()
 
-    y, (h, c) = ours(x, hx)
-    dx, (dh0, dc0) = ours.backward(dy, (dh, dc))
-    pairs = {"y": (y, y_t), "h_n": (h, h_t), "c_n": (c, c_t), "dx": (dx, x_t.grad)}
-    if hx_t:
-        pairs.update(dh0=(dh0, hx_t[0].grad), dc0=(dc0, hx_t[1].grad))
+    y, final = ours(x, arg, lengths)
+    if is_lstm:
+        dx, d_states = ours.backward(dy, (d_finals[0], d_finals[1]))
+        finals = list(final)
+    else:
+        dx, dh0 = ours.backward(dy, d_finals[0])
+        finals, d_states = [final], (dh0,)
+    pairs = {"y": (y, y_t), "dx": (dx, x_t.grad)}
+    for name, a, b in zip(("h_n", "c_n"), finals, finals_t):
+        pairs[name] = (a, b)
+    if use_hx:
+        for name, a, b in zip(("dh0", "dc0"), d_states, hx_t):
+            pairs[name] = (a, b.grad)
     for name, param in theirs.named_parameters():
-        pairs["d" + name] = (ours.grads[name], param.grad)
+        pairs["d" + name.split("_l")[0]] = (ours.grads[name], param.grad)
     for name, (a, b) in pairs.items():
         b = b.detach().numpy()
         err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
@@ -64,7 +92,8 @@ def main() -> None:
         worst: dict = {}
         for _ in range(args.trials):
             one_trial(rng, dtype, worst)
-        print(f"{np.dtype(dtype).name}: {args.trials} random shapes, worst relative error {max(worst.values()):.2e}")
+        print(f"{np.dtype(dtype).name}: {args.trials} random configurations, worst relative error "
+              f"{max(worst.values()):.2e}")
         print("   " + "  ".join(f"{k} {v:.1e}" for k, v in worst.items()))
 
 
