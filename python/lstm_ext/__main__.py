@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """``python -m lstm_ext``: a self-check and a timing demo on the installed package.
 
-1. Self-check: forward and backward of an ``LSTM`` on a medium shape in float64 (and float32), every output
-   and gradient compared with the pure-NumPy reference (``lstm_ext.reference``).
+1. Self-check: forward and backward of LSTM and GRU layers (one layer; two bidirectional layers with ragged
+   lengths and, for the LSTM, a projection) in float64 and float32, every output and gradient compared with
+   the pure-NumPy reference (``lstm_ext.reference_layers``).
 2. Demo: the time of a forward (inference) and of a training step (forward + backward) next to the same
    computation in plain NumPy, medians over repeats.
 
@@ -19,7 +20,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 import lstm_ext
-from lstm_ext import reference
+from lstm_ext import reference, reference_layers
 
 # Worst relative error allowed against the float64 reference: float64 to rounding, float32 to its precision.
 _TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 2e-4}
@@ -31,30 +32,55 @@ def _rel_err(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.max(np.abs(got.astype(np.float64) - want))) / scale
 
 
-def self_check(shape: Tuple[int, int, int, int], dtype: np.dtype, seed: int) -> Dict[str, float]:
-    """Relative errors of lstm_ext's outputs and gradients against the float64 reference."""
+# The self-check's configurations: (name, kind, layer arguments, ragged lengths?).
+_CHECKS = [
+    ("LSTM", "lstm", {}, False),
+    ("LSTM, 2 layers, bidirectional, proj, ragged", "lstm", {"num_layers": 2, "bidirectional": True, "proj": True}, True),
+    ("GRU", "gru", {}, False),
+    ("GRU, 2 layers, bidirectional, ragged", "gru", {"num_layers": 2, "bidirectional": True}, True),
+]
+
+
+def self_check(shape: Tuple[int, int, int, int], dtype: np.dtype, seed: int, kind: str, options: Dict[str, object],
+               ragged: bool) -> Dict[str, float]:
+    """Relative errors of one layer's outputs and gradients against the float64 reference."""
     steps, batch, inp, hidden = shape
     rng = np.random.default_rng(seed)
-    layer = lstm_ext.LSTM(inp, hidden, dtype=dtype, seed=seed)
+    layers = int(options.get("num_layers", 1))
+    bidirectional = bool(options.get("bidirectional", False))
+    proj = max(1, hidden // 2) if options.get("proj") and hidden > 1 else 0
+    if kind == "lstm":
+        layer = lstm_ext.LSTM(inp, hidden, layers, bidirectional=bidirectional, proj_size=proj, dtype=dtype, seed=seed)
+    else:
+        layer = lstm_ext.GRU(inp, hidden, layers, bidirectional=bidirectional, dtype=dtype, seed=seed)
+    k = layers * (2 if bidirectional else 1)
+    out = proj or hidden
     x = rng.standard_normal((steps, batch, inp))
-    h0, c0 = rng.standard_normal((2, 1, batch, hidden)) * 0.5
-    dy = rng.standard_normal((steps, batch, hidden))
-    dh_n, dc_n = rng.standard_normal((2, 1, batch, hidden))
+    h0 = rng.standard_normal((k, batch, out)) * 0.5
+    c0 = rng.standard_normal((k, batch, hidden)) * 0.5 if kind == "lstm" else None
+    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    dy = rng.standard_normal((steps, batch, (2 if bidirectional else 1) * out))
+    dh_n = rng.standard_normal(h0.shape)
+    dc_n = rng.standard_normal((k, batch, hidden)) if kind == "lstm" else None
 
-    y, (h_n, c_n) = layer(x.astype(dtype), (h0.astype(dtype), c0.astype(dtype)))
-    dx, (dh0, dc0) = layer.backward(dy.astype(dtype), (dh_n.astype(dtype), dc_n.astype(dtype)))
+    cast = {np.dtype(np.float32): lambda a: a.astype(np.float32)}.get(dtype, lambda a: a)
+    if kind == "lstm":
+        y, finals = layer(cast(x), (cast(h0), cast(c0)), lengths)
+        dx, d_states = layer.backward(cast(dy), (cast(dh_n), cast(dc_n)))
+    else:
+        y, h_n = layer(cast(x), cast(h0), lengths)
+        dx, dh0 = layer.backward(cast(dy), cast(dh_n))
+        finals, d_states = (h_n,), (dh0,)
 
-    p = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
-    y_ref, h_ref, c_ref, cache = reference.lstm_forward(
-        x, h0[0], c0[0], p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
-    )
-    g_ref = reference.lstm_backward(cache, dy, dh_n[0], dc_n[0])
-    pairs = {
-        "y": (y, y_ref), "h_n": (h_n[0], h_ref), "c_n": (c_n[0], c_ref),
-        "dx": (dx, g_ref["dx"]), "dh0": (dh0[0], g_ref["dh0"]), "dc0": (dc0[0], g_ref["dc0"]),
-    }
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        pairs[f"d{name}"] = (layer.grads[f"{name}_l0"], g_ref[name])
+    params = {name: value.astype(np.float64) for name, value in layer.state_dict().items()}
+    y_ref, h_ref, c_ref, tape = reference_layers.stack_forward(
+        kind, params, x, h0, c0, num_layers=layers, bidirectional=bidirectional, proj_size=proj, lengths=lengths)
+    dx_ref, dh0_ref, dc0_ref, g_ref = reference_layers.stack_backward(tape, dy, dh_n, dc_n)
+    pairs = {"y": (y, y_ref), "h_n": (finals[0], h_ref), "dx": (dx, dx_ref), "dh0": (d_states[0], dh0_ref)}
+    if kind == "lstm":
+        pairs.update(c_n=(finals[1], c_ref), dc0=(d_states[1], dc0_ref))
+    for name, grad in g_ref.items():
+        pairs["d" + name] = (layer.grads[name], grad)
     return {name: _rel_err(got, want) for name, (got, want) in pairs.items()}
 
 
@@ -117,17 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         lstm_ext.set_num_threads(args.threads)
 
     print(f"lstm_ext {lstm_ext.__version__}  ·  NumPy {np.__version__}  ·  {lstm_ext.get_num_threads()} thread(s)")
-    print(f"\nSelf-check: LSTM forward + backward, shape (T, N, I, H) = {tuple(args.check_shape)}, "
-          "against the float64 NumPy reference (max relative error)")
+    print(f"\nSelf-check: forward + backward, shape (T, N, I, H) = {tuple(args.check_shape)}, against the float64 "
+          "NumPy reference (worst relative error over outputs, states and every gradient)")
     ok = True
-    for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
-        errors = self_check(tuple(args.check_shape), dtype, args.seed)
-        worst = max(errors, key=errors.get)
-        passed = errors[worst] <= _TOLERANCE[dtype]
-        ok = ok and passed
-        detail = "  ".join(f"{k} {v:.1e}" for k, v in errors.items())
-        print(f"  {dtype.name:8s} {'PASS' if passed else 'FAIL'}  worst {worst} {errors[worst]:.2e} "
-              f"(limit {_TOLERANCE[dtype]:.0e})\n           {detail}")
+    for name, kind, options, ragged in _CHECKS:
+        for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
+            errors = self_check(tuple(args.check_shape), dtype, args.seed, kind, options, ragged)
+            worst = max(errors, key=errors.get)
+            passed = errors[worst] <= _TOLERANCE[dtype]
+            ok = ok and passed
+            print(f"  {'PASS' if passed else 'FAIL'}  {name + ', ' + dtype.name:52s} worst {worst} {errors[worst]:.2e} "
+                  f"(limit {_TOLERANCE[dtype]:.0e})")
 
     if not args.check_only:
         shape = tuple(args.shape)
