@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The PyTorch parity grid of issue 3: ``lstm_ext.LSTM``/``GRU`` against ``torch.nn.LSTM``/``GRU`` with the
 same weights, over num_layers x bidirectional x proj_size x variable lengths x batch_first, in float64 and
-float32: outputs, final states, input and state gradients and every weight gradient. Also the cells, bias=False,
-unbatched input, the final states of ragged bidirectional batches, and full-length ``lengths`` being
-bitwise the same as no ``lengths``.
+float32: outputs, final states, input and state gradients and every weight gradient. Also the cells,
+bias=False, unbatched input, the final states of ragged bidirectional batches, and full-length ``lengths``
+being bitwise the same as no ``lengths``.
 
 Ragged batches run through torch as ``pack_padded_sequence(..., enforce_sorted=False)`` and
 ``pad_packed_sequence(..., total_length=T)``. ``dy`` is random everywhere, padding included: torch's padded
