@@ -252,6 +252,18 @@ class RecurrentBase(Module):
         check_shape(name, array, shape)
         return array.reshape(core_shape)
 
+    def _cell_input(self, x: Any) -> Tuple[np.ndarray, int, Tuple[int, ...]]:
+        """A cell's ``x`` ``(N, I)`` or unbatched ``(I,)``, checked; with N and the shape of its states."""
+        x = as_float_array("x", x, self.dtype)
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x: expected 2 dimensions (N, I) or 1 (I,) for an unbatched input, got shape {x.shape}")
+        check_shape("x", x, (self.input_size,) if x.ndim == 1 else ("N", self.input_size),
+                    f"input_size={self.input_size}")
+        batch = 1 if x.ndim == 1 else x.shape[0]
+        if batch == 0:
+            raise ValueError(f"x: empty batch (N=0) in shape {x.shape}; expected at least one row")
+        return x, batch, ((self.hidden_size,) if x.ndim == 1 else (batch, self.hidden_size))
+
     def _time_major(self, array: np.ndarray) -> Tuple[np.ndarray, bool]:
         """A (T, N, F) C-contiguous view or copy of a batched or unbatched sequence; and whether unbatched."""
         if array.ndim == 2:

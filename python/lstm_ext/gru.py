@@ -193,15 +193,7 @@ class GRUCell(_GruCore):
     def __call__(self, x: Any, hx: Any = None, *, training: Optional[bool] = None) -> np.ndarray:
         """One step: ``x`` ``(N, I)`` or ``(I,)``, ``hx`` ``(N, H)`` or ``(H,)`` (zeros when omitted); returns h1."""
         x_in = x
-        x = as_float_array("x", x, self.dtype)
-        if x.ndim not in (1, 2):
-            raise ValueError(f"x: expected 2 dimensions (N, I) or 1 (I,) for an unbatched input, got shape {x.shape}")
-        check_shape("x", x, (self.input_size,) if x.ndim == 1 else ("N", self.input_size),
-                    f"input_size={self.input_size}")
-        batch = 1 if x.ndim == 1 else x.shape[0]
-        if batch == 0:
-            raise ValueError(f"x: empty batch (N=0) in shape {x.shape}; expected at least one row")
-        state_shape = (self.hidden_size,) if x.ndim == 1 else (batch, self.hidden_size)
+        x, batch, state_shape = self._cell_input(x)
         states: States = [self._state("hx", hx, state_shape, (1, batch, self.hidden_size))]
         mode = self.training if training is None else bool(training)
         y, _ = self._run(x.reshape(1, batch, self.input_size), states, None, (x_in, hx), x.shape, state_shape,

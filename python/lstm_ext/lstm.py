@@ -267,15 +267,7 @@ class LSTMCell(_LstmCore):
             The next states, shaped as ``h0``/``c0``.
         """
         x_in = x
-        x = as_float_array("x", x, self.dtype)
-        if x.ndim not in (1, 2):
-            raise ValueError(f"x: expected 2 dimensions (N, I) or 1 (I,) for an unbatched input, got shape {x.shape}")
-        check_shape("x", x, (self.input_size,) if x.ndim == 1 else ("N", self.input_size),
-                    f"input_size={self.input_size}")
-        batch = 1 if x.ndim == 1 else x.shape[0]
-        if batch == 0:
-            raise ValueError(f"x: empty batch (N=0) in shape {x.shape}; expected at least one row")
-        state_shape = (self.hidden_size,) if x.ndim == 1 else (batch, self.hidden_size)
+        x, batch, state_shape = self._cell_input(x)
         core_shape = (1, batch, self.hidden_size)
         h_user, c_user = (None, None) if hx is None else check_pair("hx", hx)
         states: States = [self._state("hx[0] (h0)", h_user, state_shape, core_shape),
