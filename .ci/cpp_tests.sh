@@ -5,10 +5,18 @@
 # only rebuilds what changed.
 #   PYTHON=/path/to/venv/bin/python   reuse that environment's cmeel-eigen when it has one
 #   CMAKE_GENERATOR                   as CMake reads it (default here: Ninja when installed)
+#   SANITIZE=1                        build with AddressSanitizer (LeakSanitizer included) and UBSan into
+#                                     build/cpp-tests-asan; any report fails the run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_dir=build/cpp-tests
+sanitize=OFF
+if [[ "${SANITIZE:-0}" == 1 ]]; then
+  build_dir=build/cpp-tests-asan
+  sanitize=ON
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+fi
 eigen_dir=build/cpp-tests-eigen  # a pip --target install of the wheel, kept for the next run
 
 if [[ ! -f /usr/include/gtest/gtest.h ]]; then
@@ -48,6 +56,7 @@ cmake -S . -B "$build_dir" "${generator[@]}" \
   -DLSTM_EXT_BUILD_PYTHON=OFF \
   -DLSTM_EXT_BUILD_TESTS=ON \
   -DLSTM_EXT_BUILD_BENCHMARKS=OFF \
+  -DLSTM_EXT_SANITIZE="$sanitize" \
   -DCMAKE_PREFIX_PATH="$eigen_prefix"
 cmake --build "$build_dir" --parallel 2
 # --no-tests=error: a build that registered no test fails instead of passing; --timeout: a hang ends.

@@ -58,7 +58,9 @@ inline RefLstmpForward ref_lstmp_forward(const RefLstmpDims& d, const RefLstmpWe
         for (std::size_t k = 0; k < I; ++k) {
           a += x[(t * N + n) * I + k] * ref_mask(masks.input, n * I + k) * w.w_ih[r * I + k];
         }
-        for (std::size_t k = 0; k < O; ++k) a += h[n * O + k] * ref_mask(masks.recurrent, n * O + k) * w.w_hh[r * O + k];
+        for (std::size_t k = 0; k < O; ++k) {
+          a += h[n * O + k] * ref_mask(masks.recurrent, n * O + k) * w.w_hh[r * O + k];
+        }
         gates[r] = a;
       }
       for (std::size_t j = 0; j < H; ++j) {
