@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "lstm_ext/gru.h"
 
+#include "activations_internal.h"
 #include "gru_internal.h"
 #include "thread_setup.h"
 
@@ -14,7 +15,7 @@ template <typename Scalar>
 void activate_rz(Index H, const Scalar* gx, const Scalar* hp, detail::GateScratch<Scalar>& scratch) {
   auto rz = scratch.gates.head(2 * H);
   rz = ConstArrayMap<Scalar>(gx, 2 * H) + ConstArrayMap<Scalar>(hp, 2 * H);
-  rz = rz.logistic();
+  detail::sigmoid_inplace(rz);
 }
 
 // n and h_t of one row once r, z are in scratch.gates: n = tanh(gx_n + a) with a = r * hp_n (reset after) or

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "lstm_ext/lstm.h"
 
+#include "activations_internal.h"
 #include "lstm_internal.h"
 #include "thread_setup.h"
 
@@ -26,9 +27,9 @@ void gate_pass_forward(Index batch, Index hidden, Scalar* gates, const Scalar* c
   for (Index n = 0; n < batch; ++n) {
     ArrayMap<Scalar> row(gates + n * G, G);
     act = row;
-    act.head(2 * H) = act.head(2 * H).logistic();  // i and f are adjacent: one logistic over both
+    detail::sigmoid_inplace(act.head(2 * H));  // i and f are adjacent: one logistic over both
     act.segment(2 * H, H) = act.segment(2 * H, H).tanh();
-    act.tail(H) = act.tail(H).logistic();
+    detail::sigmoid_inplace(act.tail(H));
     if (c_prev != nullptr) {
       c_new = act.segment(H, H) * ConstArrayMap<Scalar>(c_prev + n * H, H) + act.head(H) * act.segment(2 * H, H);
     } else {

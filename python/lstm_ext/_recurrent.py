@@ -9,6 +9,8 @@ Everything here is policy; the numerics are in C++. A subclass says how to call 
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -57,6 +59,25 @@ def owned(array: Optional[np.ndarray], user: Any) -> Optional[np.ndarray]:
     return array
 
 
+def check_seed(seed: Any) -> Optional[int]:
+    """None or an int >= 0, as ``np.random.default_rng`` takes it (bools are not seeds)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected None or an int >= 0, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed: expected None or an int >= 0, got {seed}")
+    return int(seed)
+
+
+def physical_memory() -> Optional[int]:
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def check_probability(name: str, value: Any) -> float:
     """A dropout probability in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -97,13 +118,14 @@ class RecurrentBase(Module):
         if self.go_backwards and self.bidirectional:
             raise ValueError("go_backwards: a bidirectional layer already runs both ways; use one or the other")
         self._directions = 2 if self.bidirectional else 1
+        self._check_parameter_memory(1 if cell else self.num_layers)
         if cell:
             self._suffixes = [""]
         else:
             self._suffixes = [
                 f"_l{l}{'_reverse' if d else ''}" for l in range(self.num_layers) for d in range(self._directions)
             ]
-        self._seed_sequence = np.random.SeedSequence(seed)
+        self._seed_sequence = np.random.SeedSequence(check_seed(seed))
         self._init_params(self._param_shapes(), 1.0 / math.sqrt(self.hidden_size), seed)
         # Dropout masks come from their own stream, so drawing them never changes the initialisation.
         self._dropout_rng = np.random.default_rng(self._seed_sequence.spawn(1)[0])
@@ -117,6 +139,40 @@ class RecurrentBase(Module):
 
     def _input_width(self, k: int) -> int:
         return self.input_size if k < self._directions else self._directions * self.out_size
+
+    def _check_parameter_memory(self, layers: int) -> None:
+        """Refuse, before allocating anything, a layer whose parameters cannot be addressed (ValueError naming
+        the size) or exceed this machine's memory (MemoryError): allocating them one by one would grow until
+        the allocator or the OOM killer stops the process."""
+        gates, hidden, out = self._gates * self.hidden_size, self.hidden_size, self.out_size
+        item = self.dtype.itemsize
+        bias = 2 * gates if self.bias else 0
+        proj = self.proj_size * hidden
+
+        def per_direction(width: int) -> int:
+            return gates * width + gates * out + bias + proj
+
+        tensors = [
+            ("input_size" if self.input_size >= hidden else "hidden_size", gates * self.input_size),
+            ("proj_size" if self.proj_size > 0 else "hidden_size", gates * out),
+        ]
+        total = self._directions * (per_direction(self.input_size)
+                                    + (layers - 1) * per_direction(self._directions * out))
+        tensors.append(("num_layers", total))
+        for blamed, count in tensors:
+            if count * item > sys.maxsize:
+                raise ValueError(
+                    f"{blamed}: too large; the parameters would need {count} elements, more than a 64-bit size "
+                    f"can address (input_size={self.input_size}, hidden_size={hidden}, "
+                    f"num_layers={self.num_layers})"
+                )
+        available = physical_memory()
+        if available is not None and total * item > available:
+            raise MemoryError(
+                f"the parameters of this layer need {total * item / 2**30:.3g} GiB, more than the "
+                f"{available / 2**30:.3g} GiB of memory of this machine (input_size={self.input_size}, "
+                f"hidden_size={hidden}, num_layers={self.num_layers})"
+            )
 
     def _param_shapes(self) -> Dict[str, Tuple[int, ...]]:
         gates = self._gates * self.hidden_size
@@ -136,7 +192,7 @@ class RecurrentBase(Module):
 
     def reseed_dropout(self, seed: Optional[int]) -> None:
         """Restart the dropout masks' random stream from ``seed`` (the weights are not touched)."""
-        self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        self._dropout_rng = np.random.default_rng(np.random.SeedSequence(check_seed(seed)).spawn(1)[0])
 
     # -- hooks ------------------------------------------------------------------------------------------
     def _state_widths(self) -> List[int]:
@@ -187,6 +243,12 @@ class RecurrentBase(Module):
         Returns y ``(T, N, D*H_out)`` and the final states ``(K, N, W)``; keeps the tape when training.
         """
         steps, batch = x_tm.shape[0], x_tm.shape[1]
+        # An omitted state is zeros, passed as zeros: the core may skip work on a null state (a product with
+        # zeros), which differs from multiplying by zero once a gate is NaN or Inf (0 * NaN is NaN in torch).
+        states = [
+            np.zeros((len(self._suffixes), batch, w), self.dtype) if s is None else s
+            for s, w in zip(states, self._state_widths())
+        ]
         packing = None if lengths is None else make_packing(check_lengths(lengths, steps, batch), steps)
         if packing is None:
             x_core, states_core, batch_sizes, rows = x_tm, states, None, steps * batch

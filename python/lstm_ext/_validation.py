@@ -16,10 +16,14 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def resolve_dtype(dtype: Any) -> np.dtype:
     """The layer dtype as an ``np.dtype``; TypeError unless float32 or float64."""
+    if dtype is None:  # torch's dtype=None is the default dtype; np.dtype(None) would be float64
+        return np.dtype(np.float32)
     try:
         resolved = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}") from exc
+    if resolved.kind == "f" and not resolved.isnative:
+        resolved = resolved.newbyteorder("=")  # the layer computes in native order whatever order was named
     if resolved not in SUPPORTED_DTYPES:
         raise TypeError(f"dtype: expected np.float32 or np.float64, got {resolved.name}")
     return resolved
@@ -49,6 +53,9 @@ def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
                 value = np.asarray(value, dtype=dtype)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{name}: expected an array of {dtype.name}, got {type(value).__name__}") from exc
+    if value.dtype != dtype and value.dtype.newbyteorder("=") == dtype:
+        # A big-endian array on a little-endian machine (or the reverse): the same values, converted once.
+        return value.astype(dtype, order="C")
     if value.dtype != dtype:
         hint = f"cast with .astype(np.{dtype.name})" if value.dtype.kind in "fiub" else "use a float array"
         raise TypeError(f"{name}: expected dtype {dtype.name}, got {value.dtype.name} ({hint})")
