@@ -2,6 +2,7 @@
 #include "lstm_ext/gru.h"
 
 #include "gru_internal.h"
+#include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
@@ -35,78 +36,89 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   // Per call: the gradients of the input-side and recurrent-side pre-activations of every row, and the states
   // the recurrent products read (reset before: also r * hm), for the weight GEMMs after the loop.
   detail::Buffer<Scalar> d_gates_ws(R * G), d_hp_ws(R * G), prev_all(R * H), rh_all(after ? 0 : R * H);
-  detail::Buffer<Scalar> prev_u(N * H), direct(N * H), d_prev(N * H), d_rh(after ? 0 : N * H);
-  detail::GateScratch<Scalar> scratch(G, H);
-  auto& dh_t = scratch.a;
 
   // dh0 doubles as the running dh, one row per sequence (see lstm_backward).
   if (dh_n != nullptr) std::copy_n(dh_n, N * H, dh0); else std::fill_n(dh0, N * H, Scalar(0));
 
-  for (Index s = sched.steps() - 1; s >= 0; --s) {
-    const detail::Step st = sched.step(s);
-    const Index n = st.rows;
-    const Scalar* gates_t = cache.gates + st.offset * G;
-    Scalar* d_gates_t = d_gates_ws.data() + st.offset * G;
-    Scalar* d_hp_t = d_hp_ws.data() + st.offset * G;
-    Scalar* hm_t = prev_all.data() + st.offset * H;  // masked previous states, dense
-    Index ldu = 0;
-    const Scalar* hu = detail::previous_states(st, H, y, ldy, h0, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
-    detail::gather_previous(st, H, y, ldy, h0, mask, hm_t);
+  // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
+  auto recur = [&](Index first, Index count) {
+    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const Scalar* h0_s = detail::offset(h0, first * H);
+    const Scalar* mask_s = detail::offset(mask, first * H);
+    Scalar* dh_run = dh0 + first * H;
+    detail::Buffer<Scalar> prev_u(count * H), direct(count * H), d_prev(count * H), d_rh(after ? 0 : count * H);
+    detail::GateScratch<Scalar> scratch(G, H);
+    auto& dh_t = scratch.a;
 
-    // Pass 1, per row: everything but r's gradient when the reset comes before the product.
-    for (Index r = 0; r < n; ++r) {
-      const Scalar* g = gates_t + r * G;
-      const ConstArrayMap<Scalar> gr(g, H), gz(g + H, H), gn(g + 2 * H, H);
-      Scalar* dg = d_gates_t + r * G;
-      ArrayMap<Scalar> dgr(dg, H), dgz(dg + H, H), dgn(dg + 2 * H, H);
-      Scalar* dp = d_hp_t + r * G;
-      dh_t = ConstArrayMap<Scalar>(dy + (st.offset + r) * ldy, H) + ConstArrayMap<Scalar>(dh0 + r * H, H);
-      dgn = dh_t * (Scalar(1) - gz) * (Scalar(1) - gn.square());
-      if (hu != nullptr) {
-        dgz = dh_t * (ConstArrayMap<Scalar>(hu + r * ldu, H) - gn) * gz * (Scalar(1) - gz);
-      } else {
-        dgz = -dh_t * gn * gz * (Scalar(1) - gz);
-      }
-      ArrayMap<Scalar>(direct.data() + r * H, H) = dh_t * gz;
-      ArrayMap<Scalar>(dp + H, H) = dgz;
-      if (after) {
-        const ConstArrayMap<Scalar> hp_n(cache.hidden_n + (st.offset + r) * H, H);
-        dgr = dgn * hp_n * gr * (Scalar(1) - gr);
-        ArrayMap<Scalar>(dp, H) = dgr;
-        ArrayMap<Scalar>(dp + 2 * H, H) = dgn * gr;
-      } else {
-        ArrayMap<Scalar>(dp + 2 * H, H) = dgn;
-      }
-    }
+    for (Index s = slice.steps() - 1; s >= 0; --s) {
+      const detail::Step st = slice.step(s);
+      const Index n = st.rows;
+      if (n == 0) continue;
+      const Scalar* gates_t = cache.gates + st.offset * G;
+      Scalar* d_gates_t = d_gates_ws.data() + st.offset * G;
+      Scalar* d_hp_t = d_hp_ws.data() + st.offset * G;
+      Scalar* hm_t = prev_all.data() + st.offset * H;  // masked previous states, dense
+      Index ldu = 0;
+      const Scalar* hu =
+          detail::previous_states(st, H, y, ldy, h0_s, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
+      detail::gather_previous(st, H, y, ldy, h0_s, mask_s, hm_t);
 
-    if (after) {
-      detail::product_nn(n, G, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
-    } else {
-      // d(r * hm) = dn_pre w_hn; then r's gradient, and the r * hm the forward's product read.
-      detail::product_nn(n, H, H, d_hp_t + 2 * H, G, weights.w_hh + 2 * H * H, H, d_rh.data());
+      // Pass 1, per row: everything but r's gradient when the reset comes before the product.
       for (Index r = 0; r < n; ++r) {
-        const ConstArrayMap<Scalar> gr(gates_t + r * G, H), hm(hm_t + r * H, H), drh(d_rh.data() + r * H, H);
-        ArrayMap<Scalar> dgr(d_gates_t + r * G, H);
-        dgr = drh * hm * gr * (Scalar(1) - gr);
-        ArrayMap<Scalar>(d_hp_t + r * G, H) = dgr;
-        ArrayMap<Scalar>(rh_all.data() + (st.offset + r) * H, H) = gr * hm;
+        const Scalar* g = gates_t + r * G;
+        const ConstArrayMap<Scalar> gr(g, H), gz(g + H, H), gn(g + 2 * H, H);
+        Scalar* dg = d_gates_t + r * G;
+        ArrayMap<Scalar> dgr(dg, H), dgz(dg + H, H), dgn(dg + 2 * H, H);
+        Scalar* dp = d_hp_t + r * G;
+        dh_t = ConstArrayMap<Scalar>(dy + (st.offset + r) * ldy, H) + ConstArrayMap<Scalar>(dh_run + r * H, H);
+        dgn = dh_t * (Scalar(1) - gz) * (Scalar(1) - gn.square());
+        if (hu != nullptr) {
+          dgz = dh_t * (ConstArrayMap<Scalar>(hu + r * ldu, H) - gn) * gz * (Scalar(1) - gz);
+        } else {
+          dgz = -dh_t * gn * gz * (Scalar(1) - gz);
+        }
+        ArrayMap<Scalar>(direct.data() + r * H, H) = dh_t * gz;
+        ArrayMap<Scalar>(dp + H, H) = dgz;
+        if (after) {
+          const ConstArrayMap<Scalar> hp_n(cache.hidden_n + (st.offset + r) * H, H);
+          dgr = dgn * hp_n * gr * (Scalar(1) - gr);
+          ArrayMap<Scalar>(dp, H) = dgr;
+          ArrayMap<Scalar>(dp + 2 * H, H) = dgn * gr;
+        } else {
+          ArrayMap<Scalar>(dp + 2 * H, H) = dgn;
+        }
       }
-      detail::product_nn(n, 2 * H, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
-      for (Index r = 0; r < n; ++r)
-        ArrayMap<Scalar>(d_prev.data() + r * H, H) +=
-            ConstArrayMap<Scalar>(d_rh.data() + r * H, H) * ConstArrayMap<Scalar>(gates_t + r * G, H);
-    }
-    // dL/dh_{t-1}: through the recurrent product (times the mask) and directly through z * h_{t-1}.
-    for (Index r = 0; r < n; ++r) {
-      ArrayMap<Scalar> dh(dh0 + r * H, H);
-      if (mask != nullptr) {
-        dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) * ConstArrayMap<Scalar>(mask + r * H, H) +
-             ConstArrayMap<Scalar>(direct.data() + r * H, H);
+
+      if (after) {
+        detail::product_nn(n, G, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
       } else {
-        dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) + ConstArrayMap<Scalar>(direct.data() + r * H, H);
+        // d(r * hm) = dn_pre w_hn; then r's gradient, and the r * hm the forward's product read.
+        detail::product_nn(n, H, H, d_hp_t + 2 * H, G, weights.w_hh + 2 * H * H, H, d_rh.data());
+        for (Index r = 0; r < n; ++r) {
+          const ConstArrayMap<Scalar> gr(gates_t + r * G, H), hm(hm_t + r * H, H), drh(d_rh.data() + r * H, H);
+          ArrayMap<Scalar> dgr(d_gates_t + r * G, H);
+          dgr = drh * hm * gr * (Scalar(1) - gr);
+          ArrayMap<Scalar>(d_hp_t + r * G, H) = dgr;
+          ArrayMap<Scalar>(rh_all.data() + (st.offset + r) * H, H) = gr * hm;
+        }
+        detail::product_nn(n, 2 * H, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
+        for (Index r = 0; r < n; ++r)
+          ArrayMap<Scalar>(d_prev.data() + r * H, H) +=
+              ConstArrayMap<Scalar>(d_rh.data() + r * H, H) * ConstArrayMap<Scalar>(gates_t + r * G, H);
+      }
+      // dL/dh_{t-1}: through the recurrent product (times the mask) and directly through z * h_{t-1}.
+      for (Index r = 0; r < n; ++r) {
+        ArrayMap<Scalar> dh(dh_run + r * H, H);
+        if (mask_s != nullptr) {
+          dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) * ConstArrayMap<Scalar>(mask_s + r * H, H) +
+               ConstArrayMap<Scalar>(direct.data() + r * H, H);
+        } else {
+          dh = ConstArrayMap<Scalar>(d_prev.data() + r * H, H) + ConstArrayMap<Scalar>(direct.data() + r * H, H);
+        }
       }
     }
-  }
+  };
+  detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
 
   // One GEMM each over all rows.
   detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates_ws.data(), layout.accumulate_dx,

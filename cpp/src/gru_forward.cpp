@@ -3,6 +3,7 @@
 
 #include "activations_internal.h"
 #include "gru_internal.h"
+#include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
@@ -62,55 +63,68 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
   const Index R = sched.rows();
 
-  detail::Buffer<Scalar> gates_ws(training ? 0 : R * G), hp(N * G), prev_u(N * H), prev_m(N * H), rh(after ? 0 : N * H);
+  detail::Buffer<Scalar> gates_ws(training ? 0 : R * G);
   Scalar* gates = training ? cache.gates : gates_ws.data();
-  detail::GateScratch<Scalar> scratch(G, H);
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
 
-  for (Index s = 0; s < sched.steps(); ++s) {
-    const detail::Step st = sched.step(s);
-    const Index n = st.rows;
-    Scalar* gates_t = gates + st.offset * G;
-    Index ldu = 0, ldm = 0;
-    const Scalar* hu = detail::previous_states(st, H, y, ldy, h0, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
-    const Scalar* hm = hu;
-    ldm = ldu;
-    if (masks.recurrent != nullptr) hm = detail::previous_states(st, H, y, ldy, h0, masks.recurrent, prev_m.data(), ldm);
+  // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
+  auto recur = [&](Index first, Index count) {
+    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const Scalar* h0_s = detail::offset(h0, first * H);
+    const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
+    Scalar* h_n_s = detail::offset(h_n, first * H);
+    detail::Buffer<Scalar> hp(count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
+    detail::GateScratch<Scalar> scratch(G, H);
 
-    // hp = hm w_hh^T + b_hh: all three blocks (reset after), or r and z only (reset before; n comes below).
-    const Index hp_cols = after ? G : 2 * H;
-    for (Index r = 0; r < n; ++r) {
-      RowVectorMap<Scalar> row(hp.data() + r * G, hp_cols);
-      if (weights.b_hh != nullptr) row = ConstRowVectorMap<Scalar>(weights.b_hh, hp_cols); else row.setZero();
-    }
-    if (hm != nullptr) detail::product_nt(n, H, hp_cols, hm, ldm, weights.w_hh, hp.data(), G, true);
+    for (Index s = 0; s < slice.steps(); ++s) {
+      const detail::Step st = slice.step(s);
+      const Index n = st.rows;
+      if (n == 0) continue;
+      Scalar* gates_t = gates + st.offset * G;
+      Index ldu = 0, ldm = 0;
+      const Scalar* hu =
+          detail::previous_states(st, H, y, ldy, h0_s, static_cast<const Scalar*>(nullptr), prev_u.data(), ldu);
+      const Scalar* hm = hu;
+      ldm = ldu;
+      if (mask_s != nullptr) hm = detail::previous_states(st, H, y, ldy, h0_s, mask_s, prev_m.data(), ldm);
 
-    if (!after) {
-      // n's recurrent part needs r first: (r * hm) w_hn^T + b_hn.
+      // hp = hm w_hh^T + b_hh: all three blocks (reset after), or r and z only (reset before; n comes below).
+      const Index hp_cols = after ? G : 2 * H;
       for (Index r = 0; r < n; ++r) {
-        activate_rz(H, gates_t + r * G, hp.data() + r * G, scratch);
-        ArrayMap<Scalar>(gates_t + r * G, 2 * H) = scratch.gates.head(2 * H);
-        ArrayMap<Scalar> rh_row(rh.data() + r * H, H);
-        if (hm != nullptr) rh_row = scratch.gates.head(H) * ConstArrayMap<Scalar>(hm + r * ldm, H); else rh_row.setZero();
-        RowVectorMap<Scalar> hp_n(hp.data() + r * G + 2 * H, H);
-        if (weights.b_hh != nullptr) hp_n = ConstRowVectorMap<Scalar>(weights.b_hh + 2 * H, H); else hp_n.setZero();
+        RowVectorMap<Scalar> row(hp.data() + r * G, hp_cols);
+        if (weights.b_hh != nullptr) row = ConstRowVectorMap<Scalar>(weights.b_hh, hp_cols); else row.setZero();
       }
-      detail::product_nt(n, H, H, rh.data(), H, weights.w_hh + 2 * H * H, hp.data() + 2 * H, G, true);
-    }
-    for (Index r = 0; r < n; ++r) {
-      Scalar* g = gates_t + r * G;
-      if (after) {
-        activate_rz(H, g, hp.data() + r * G, scratch);
-      } else {
-        scratch.gates.head(2 * H) = ConstArrayMap<Scalar>(g, 2 * H);
-      }
-      finish_row(H, after, g, hp.data() + r * G + 2 * H, detail::row_of(hu, r, ldu), y + (st.offset + r) * ldy, scratch);
-      if (training && after) std::copy_n(hp.data() + r * G + 2 * H, H, cache.hidden_n + (st.offset + r) * H);
-    }
+      if (hm != nullptr) detail::product_nt(n, H, hp_cols, hm, ldm, weights.w_hh, hp.data(), G, true);
 
-    const Index f = st.finished_from;
-    if (h_n != nullptr) detail::copy_rows(n - f, H, y + (st.offset + f) * ldy, ldy, h_n + f * H);
-  }
+      if (!after) {
+        // n's recurrent part needs r first: (r * hm) w_hn^T + b_hn.
+        for (Index r = 0; r < n; ++r) {
+          activate_rz(H, gates_t + r * G, hp.data() + r * G, scratch);
+          ArrayMap<Scalar>(gates_t + r * G, 2 * H) = scratch.gates.head(2 * H);
+          ArrayMap<Scalar> rh_row(rh.data() + r * H, H);
+          if (hm != nullptr) rh_row = scratch.gates.head(H) * ConstArrayMap<Scalar>(hm + r * ldm, H); else rh_row.setZero();
+          RowVectorMap<Scalar> hp_n(hp.data() + r * G + 2 * H, H);
+          if (weights.b_hh != nullptr) hp_n = ConstRowVectorMap<Scalar>(weights.b_hh + 2 * H, H); else hp_n.setZero();
+        }
+        detail::product_nt(n, H, H, rh.data(), H, weights.w_hh + 2 * H * H, hp.data() + 2 * H, G, true);
+      }
+      for (Index r = 0; r < n; ++r) {
+        Scalar* g = gates_t + r * G;
+        if (after) {
+          activate_rz(H, g, hp.data() + r * G, scratch);
+        } else {
+          scratch.gates.head(2 * H) = ConstArrayMap<Scalar>(g, 2 * H);
+        }
+        finish_row(H, after, g, hp.data() + r * G + 2 * H, detail::row_of(hu, r, ldu), y + (st.offset + r) * ldy,
+                   scratch);
+        if (training && after) std::copy_n(hp.data() + r * G + 2 * H, H, cache.hidden_n + (st.offset + r) * H);
+      }
+
+      const Index f = st.finished_from;
+      if (h_n_s != nullptr) detail::copy_rows(n - f, H, y + (st.offset + f) * ldy, ldy, h_n_s + f * H);
+    }
+  };
+  detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \

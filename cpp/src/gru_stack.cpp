@@ -55,14 +55,14 @@ void gru_stack_forward(const GruStackDims& dims, const GruWeights<Scalar>* weigh
   detail::stack_forward_layers<Scalar>(
       dims.layers, rows, D * H, x, y, training ? cache.hidden : nullptr, dropout.inter,
       [&](Index l, const Scalar* layer_in, Scalar* layer_out) {
-        for (Index d = 0; d < D; ++d) {
+        detail::for_each_direction(D, [&](Index d) {
           const Index k = l * D + d;
           const GruCache<Scalar> k_cache{detail::offset(cache.gates, k * rows * kGatesGru * H),
                                          detail::offset(cache.hidden_n, k * rows * H)};
           gru_forward<Scalar>(detail::layer_dims(dims, l), weights[k], layer_in, detail::offset(h0, k * state),
                               layer_out + d * H, detail::offset(h_n, k * state), k_cache,
                               detail::direction_layout(dims, d), masks_of(dropout, k));
-        }
+        });
       });
 }
 
@@ -86,15 +86,16 @@ void gru_stack_backward(const GruStackDims& dims, const GruWeights<Scalar>* weig
   detail::stack_backward_layers<Scalar>(
       dims.layers, rows, D * H, x, y, cache.hidden, dropout.inter, dy, dx,
       [&](Index l, const Scalar* layer_in, const Scalar* layer_out, const Scalar* d_out, Scalar* d_in) {
-        for (Index d = 0; d < D; ++d) {
+        const Index in_size = rows * detail::layer_dims(dims, l).input;
+        detail::backward_directions<Scalar>(D, in_size, d_in, [&](Index d, Scalar* d_in_d) {
           const Index k = l * D + d;
           const GruCache<Scalar> k_cache{cache.gates + k * rows * kGatesGru * H,
                                          detail::offset(cache.hidden_n, k * rows * H)};
           gru_backward<Scalar>(detail::layer_dims(dims, l), weights[k], layer_in, detail::offset(h0, k * state),
-                               layer_out + d * H, k_cache, d_out + d * H, detail::offset(dh_n, k * state), d_in,
-                               dh0 + k * state, grads[k], detail::direction_layout(dims, d, d == 1),
+                               layer_out + d * H, k_cache, d_out + d * H, detail::offset(dh_n, k * state), d_in_d,
+                               dh0 + k * state, grads[k], detail::direction_layout(dims, d),
                                masks_of(dropout, k));
-        }
+        });
       });
 }
 

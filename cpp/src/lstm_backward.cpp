@@ -2,6 +2,7 @@
 #include "lstm_ext/lstm.h"
 
 #include "lstm_internal.h"
+#include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
@@ -80,8 +81,6 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   // Per call, never in the loop: the gate gradients and the (masked) previous states of every row, for the
   // weight GEMMs after the loop; with a projection also dL/dh and h_full of every row.
   detail::Buffer<Scalar> d_gates_ws(R * G), prev_all(R * O), dh_all(P > 0 ? R * P : 0), full_all(P > 0 ? R * H : 0);
-  detail::Buffer<Scalar> d_full(P > 0 ? N * H : 0), d_prev(masks.recurrent != nullptr ? N * O : 0);
-  detail::GateScratch<Scalar> scratch(G, H);
   Scalar* d_gates = d_gates_ws.data();
 
   // dh0 and dc0 double as the running dh and dc, one row per sequence: a row is touched only while its
@@ -89,46 +88,59 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   if (dh_n != nullptr) std::copy_n(dh_n, N * O, dh0); else std::fill_n(dh0, N * O, Scalar(0));
   if (dc_n != nullptr) std::copy_n(dc_n, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
 
-  // The forward's steps in the opposite order.
-  for (Index s = sched.steps() - 1; s >= 0; --s) {
-    const detail::Step st = sched.step(s);
-    const Index n = st.rows, m = st.carried;
-    const Scalar* gates_t = cache.gates + st.offset * G;
-    const Scalar* cells_t = cache.cells + st.offset * H;
-    Scalar* d_gates_t = d_gates + st.offset * G;
-    const Scalar* dy_t = dy + st.offset * ldy;
+  // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
+  auto recur = [&](Index first, Index count) {
+    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const Scalar* h0_s = detail::offset(h0, first * O);
+    const Scalar* c0_s = detail::offset(c0, first * H);
+    const Scalar* mask_s = detail::offset(masks.recurrent, first * O);
+    Scalar* dh = dh0 + first * O;
+    Scalar* dc = dc0 + first * H;
+    detail::Buffer<Scalar> d_full(P > 0 ? count * H : 0), d_prev(mask_s != nullptr ? count * O : 0);
+    detail::GateScratch<Scalar> scratch(G, H);
 
-    // dL/dh_t = dy_t + the part from step t+1. With a projection, dL/dh_full = dL/dh_t w_hr.
-    const Scalar *dh_a = dy_t, *dh_b = dh0;
-    Index lda = ldy;
-    Scalar* full_t = nullptr;
-    if (P > 0) {
-      Scalar* dh_t = dh_all.data() + st.offset * P;
-      for (Index r = 0; r < n; ++r)
-        ArrayMap<Scalar>(dh_t + r * P, P) = ConstArrayMap<Scalar>(dy_t + r * ldy, P) + ConstArrayMap<Scalar>(dh0 + r * P, P);
-      detail::product_nn(n, P, H, dh_t, P, weights.w_hr, H, d_full.data());
-      dh_a = d_full.data();
-      lda = H;
-      dh_b = nullptr;
-      full_t = full_all.data() + st.offset * H;
-    }
-    gate_pass_backward(m, H, gates_t, cells_t, cache.cells + st.prev_offset * H, dh_a, lda, dh_b, dc0, d_gates_t,
-                       full_t, scratch);
-    gate_pass_backward(n - m, H, gates_t + m * G, cells_t + m * H, c0 == nullptr ? nullptr : c0 + m * H,
-                       dh_a + m * lda, lda, dh_b == nullptr ? nullptr : dh_b + m * O, dc0 + m * H,
-                       d_gates_t + m * G, full_t == nullptr ? nullptr : full_t + m * H, scratch);
+    for (Index s = slice.steps() - 1; s >= 0; --s) {
+      const detail::Step st = slice.step(s);
+      const Index n = st.rows, m = st.carried;
+      if (n == 0) continue;
+      const Scalar* gates_t = cache.gates + st.offset * G;
+      const Scalar* cells_t = cache.cells + st.offset * H;
+      Scalar* d_gates_t = d_gates + st.offset * G;
+      const Scalar* dy_t = dy + st.offset * ldy;
 
-    // dL/dh_{t-1} through the recurrent product (times the recurrent mask), and the states that product read.
-    if (masks.recurrent == nullptr) {
-      detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, dh0);
-    } else {
-      detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, d_prev.data());
-      for (Index r = 0; r < n; ++r)
-        ArrayMap<Scalar>(dh0 + r * O, O) =
-            ConstArrayMap<Scalar>(d_prev.data() + r * O, O) * ConstArrayMap<Scalar>(masks.recurrent + r * O, O);
+      // dL/dh_t = dy_t + the part from step t+1. With a projection, dL/dh_full = dL/dh_t w_hr.
+      const Scalar *dh_a = dy_t, *dh_b = dh;
+      Index lda = ldy;
+      Scalar* full_t = nullptr;
+      if (P > 0) {
+        Scalar* dh_t = dh_all.data() + st.offset * P;
+        for (Index r = 0; r < n; ++r)
+          ArrayMap<Scalar>(dh_t + r * P, P) = ConstArrayMap<Scalar>(dy_t + r * ldy, P) + ConstArrayMap<Scalar>(dh + r * P, P);
+        detail::product_nn(n, P, H, dh_t, P, weights.w_hr, H, d_full.data());
+        dh_a = d_full.data();
+        lda = H;
+        dh_b = nullptr;
+        full_t = full_all.data() + st.offset * H;
+      }
+      gate_pass_backward(m, H, gates_t, cells_t, cache.cells + st.prev_offset * H, dh_a, lda, dh_b, dc, d_gates_t,
+                         full_t, scratch);
+      gate_pass_backward(n - m, H, gates_t + m * G, cells_t + m * H, detail::offset(c0_s, m * H), dh_a + m * lda,
+                         lda, detail::offset(dh_b, m * O), dc + m * H, d_gates_t + m * G,
+                         detail::offset(full_t, m * H), scratch);
+
+      // dL/dh_{t-1} through the recurrent product (times the recurrent mask), and the states that product read.
+      if (mask_s == nullptr) {
+        detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, dh);
+      } else {
+        detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, d_prev.data());
+        for (Index r = 0; r < n; ++r)
+          ArrayMap<Scalar>(dh + r * O, O) =
+              ConstArrayMap<Scalar>(d_prev.data() + r * O, O) * ConstArrayMap<Scalar>(mask_s + r * O, O);
+      }
+      detail::gather_previous(st, O, y, ldy, h0_s, mask_s, prev_all.data() + st.offset * O);
     }
-    detail::gather_previous(st, O, y, ldy, h0, masks.recurrent, prev_all.data() + st.offset * O);
-  }
+  };
+  detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
 
   // Everything below is one GEMM over all rows, not one per step.
   detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates, layout.accumulate_dx, dx,

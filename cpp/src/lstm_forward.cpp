@@ -3,6 +3,7 @@
 
 #include "activations_internal.h"
 #include "lstm_internal.h"
+#include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
@@ -74,7 +75,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index R = sched.rows();
 
   // Inference keeps nothing: the pre-activations and the running cell state live in per-call workspaces.
-  detail::Buffer<Scalar> gates_ws, cell_ws, full_ws(P > 0 ? N * H : 0), prev_ws(N * O);
+  detail::Buffer<Scalar> gates_ws, cell_ws;
   Scalar* gates = cache.gates;
   if (!training) {
     gates_ws.resize(R * G);
@@ -82,40 +83,54 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     cell_ws.resize(N * H);
     if (c0 != nullptr) std::copy_n(c0, N * H, cell_ws.data()); else cell_ws.setZero();
   }
-  detail::GateScratch<Scalar> scratch(G, H);
 
   // The input projection does not depend on the recurrence: one GEMM over all rows.
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates);
 
-  for (Index s = 0; s < sched.steps(); ++s) {
-    const detail::Step st = sched.step(s);
-    const Index n = st.rows;
-    Scalar* gates_t = gates + st.offset * G;
-    Index ld_prev = 0;
-    const Scalar* prev = detail::previous_states(st, O, y, ldy, h0, masks.recurrent, prev_ws.data(), ld_prev);
-    if (prev != nullptr) detail::product_nt(n, O, G, prev, ld_prev, weights.w_hh, gates_t, G, true);
+  // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
+  auto recur = [&](Index first, Index count) {
+    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const Scalar* h0_s = detail::offset(h0, first * O);
+    const Scalar* c0_s = detail::offset(c0, first * H);
+    const Scalar* mask_s = detail::offset(masks.recurrent, first * O);
+    Scalar* h_n_s = detail::offset(h_n, first * O);
+    Scalar* c_n_s = detail::offset(c_n, first * H);
+    Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
+    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O);
+    detail::GateScratch<Scalar> scratch(G, H);
 
-    // Without projection h_t goes straight to y; with it, h_full goes to a scratch and y = h_full w_hr^T.
-    Scalar* h_out = P > 0 ? full_ws.data() : y + st.offset * ldy;
-    const Index ld_h = P > 0 ? H : ldy;
-    Scalar* c_t;
-    if (training) {
-      c_t = cache.cells + st.offset * H;
-      const Index m = st.carried;
-      gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
-      gate_pass_forward(n - m, H, gates_t + m * G, c0 == nullptr ? nullptr : c0 + m * H, c_t + m * H,
-                        h_out + m * ld_h, ld_h, scratch);
-    } else {
-      c_t = cell_ws.data();  // rows are sequences: each keeps its state when it ends
-      gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
+    for (Index s = 0; s < slice.steps(); ++s) {
+      const detail::Step st = slice.step(s);
+      const Index n = st.rows;
+      if (n == 0) continue;
+      Scalar* gates_t = gates + st.offset * G;
+      Index ld_prev = 0;
+      const Scalar* prev = detail::previous_states(st, O, y, ldy, h0_s, mask_s, prev_ws.data(), ld_prev);
+      if (prev != nullptr) detail::product_nt(n, O, G, prev, ld_prev, weights.w_hh, gates_t, G, true);
+
+      // Without projection h_t goes straight to y; with it, h_full goes to a scratch and y = h_full w_hr^T.
+      Scalar* h_out = P > 0 ? full_ws.data() : y + st.offset * ldy;
+      const Index ld_h = P > 0 ? H : ldy;
+      Scalar* c_t;
+      if (training) {
+        c_t = cache.cells + st.offset * H;
+        const Index m = st.carried;
+        gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
+        gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0_s, m * H), c_t + m * H, h_out + m * ld_h,
+                          ld_h, scratch);
+      } else {
+        c_t = cell_s;  // rows are sequences: each keeps its state when it ends
+        gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
+      }
+      if (P > 0) detail::product_nt(n, H, P, full_ws.data(), H, weights.w_hr, y + st.offset * ldy, ldy, false);
+
+      // Sequences whose last step this is hand over their final states.
+      const Index f = st.finished_from;
+      if (h_n_s != nullptr) detail::copy_rows(n - f, O, y + (st.offset + f) * ldy, ldy, h_n_s + f * O);
+      if (c_n_s != nullptr) std::copy_n(c_t + f * H, (n - f) * H, c_n_s + f * H);
     }
-    if (P > 0) detail::product_nt(n, H, P, full_ws.data(), H, weights.w_hr, y + st.offset * ldy, ldy, false);
-
-    // Sequences whose last step this is hand over their final states.
-    const Index f = st.finished_from;
-    if (h_n != nullptr) detail::copy_rows(n - f, O, y + (st.offset + f) * ldy, ldy, h_n + f * O);
-    if (c_n != nullptr) std::copy_n(c_t + f * H, (n - f) * H, c_n + f * H);
-  }
+  };
+  detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                     \

@@ -47,7 +47,7 @@ void lstm_stack_forward(const LstmStackDims& dims, const LstmWeights<Scalar>* we
   detail::stack_forward_layers<Scalar>(
       dims.layers, rows, D * O, x, y, training ? cache.hidden : nullptr, dropout.inter,
       [&](Index l, const Scalar* layer_in, Scalar* layer_out) {
-        for (Index d = 0; d < D; ++d) {
+        detail::for_each_direction(D, [&](Index d) {
           const Index k = l * D + d;
           const LstmCache<Scalar> k_cache{detail::offset(cache.gates, k * rows * kGatesLstm * H),
                                           detail::offset(cache.cells, k * rows * H)};
@@ -55,7 +55,7 @@ void lstm_stack_forward(const LstmStackDims& dims, const LstmWeights<Scalar>* we
                                detail::offset(c0, k * state), layer_out + d * O, detail::offset(h_n, k * out_state),
                                detail::offset(c_n, k * state), k_cache, detail::direction_layout(dims, d),
                                masks_of(dropout, k));
-        }
+        });
       });
 }
 
@@ -79,16 +79,17 @@ void lstm_stack_backward(const LstmStackDims& dims, const LstmWeights<Scalar>* w
   detail::stack_backward_layers<Scalar>(
       dims.layers, rows, D * O, x, y, cache.hidden, dropout.inter, dy, dx,
       [&](Index l, const Scalar* layer_in, const Scalar* layer_out, const Scalar* d_out, Scalar* d_in) {
-        for (Index d = 0; d < D; ++d) {
+        const Index in_size = rows * detail::layer_dims(dims, l).input;
+        detail::backward_directions<Scalar>(D, in_size, d_in, [&](Index d, Scalar* d_in_d) {
           const Index k = l * D + d;
           const LstmCache<Scalar> k_cache{cache.gates + k * rows * kGatesLstm * H, cache.cells + k * rows * H};
-          // Both directions read the same layer input, so the second adds its share of the input gradient.
+          // Both directions read the same layer input: backward_directions adds their input gradients.
           lstm_backward<Scalar>(detail::layer_dims(dims, l), weights[k], layer_in, detail::offset(h0, k * out_state),
                                 detail::offset(c0, k * state), layer_out + d * O, k_cache, d_out + d * O,
-                                detail::offset(dh_n, k * out_state), detail::offset(dc_n, k * state), d_in,
-                                dh0 + k * out_state, dc0 + k * state, grads[k], detail::direction_layout(dims, d, d == 1),
+                                detail::offset(dh_n, k * out_state), detail::offset(dc_n, k * state), d_in_d,
+                                dh0 + k * out_state, dc0 + k * state, grads[k], detail::direction_layout(dims, d),
                                 masks_of(dropout, k));
-        }
+        });
       });
 }
 

@@ -14,6 +14,12 @@ namespace lstm_ext::detail {
 template <typename Scalar>
 using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;  // aligned storage, the same on every call
 
+// p + k, or nullptr for a null p (an optional buffer).
+template <typename T>
+T* offset(T* p, Index k) {
+  return p == nullptr ? nullptr : p + k;
+}
+
 // One step of a direction, in processing order.
 struct Step {
   Index t = 0;              // time
@@ -25,11 +31,18 @@ struct Step {
   Index finished_from = 0;  // rows [finished_from, rows) take their last step here: their final states
 };
 
-// The steps of one direction over T steps of N sequences, dense or packed (sequence.h).
+// The steps of one direction over T steps of N sequences, dense or packed (sequence.h); or of the slice of
+// sequences [first, first + count) of them, for one thread's time loop (parallel_internal.h). A slice's steps
+// keep the whole batch's row offsets, so every [R, F] buffer is shared, and its rows are numbered from 0 for
+// the per-sequence buffers ([N, F], which the caller offsets by `first`). A step of a packed slice may have
+// no rows (its sequences have all ended, or not yet begun in reverse).
 class Schedule {
  public:
-  Schedule(const char* where, Index steps, Index batch, const std::int64_t* batch_sizes, bool reverse)
-      : steps_(steps), batch_(batch), reverse_(reverse), sizes_(batch_sizes) {
+  Schedule(const char* where, Index steps, Index batch, const std::int64_t* batch_sizes, bool reverse,
+           Index first = 0, Index count = -1)
+      : steps_(steps), batch_(batch), reverse_(reverse), sizes_(batch_sizes), first_(first),
+        count_(count < 0 ? batch : count) {
+    require(first_ >= 0 && count_ >= 1 && first_ + count_ <= batch_, where, "batch slice out of range");
     rows_ = sequence_rows(where, steps, batch, batch_sizes);
     if (sizes_ != nullptr) {
       offsets_.resize(static_cast<size_t>(steps + 1), 0);
@@ -54,7 +67,8 @@ class Schedule {
     return st;
   }
 
-  // The batch row (sorted order) of each of the R rows: what a per-sequence mask row is indexed by.
+  // The batch row (sorted order) of each of the R rows: what a per-sequence mask row is indexed by. (Whole
+  // batch only: the input side runs over all rows at once.)
   Index row_in_batch(Index row) const {
     if (sizes_ == nullptr) return row % batch_;
     const auto it = std::upper_bound(offsets_.begin(), offsets_.end(), row) - 1;
@@ -62,12 +76,16 @@ class Schedule {
   }
 
  private:
-  Index size(Index t) const { return sizes_ == nullptr ? batch_ : static_cast<Index>(sizes_[t]); }
-  Index offset(Index t) const { return sizes_ == nullptr ? t * batch_ : offsets_[t]; }
+  Index size(Index t) const {
+    const Index all = sizes_ == nullptr ? batch_ : static_cast<Index>(sizes_[t]);
+    return std::clamp(all - first_, Index(0), count_);
+  }
+  Index offset(Index t) const { return (sizes_ == nullptr ? t * batch_ : offsets_[t]) + first_; }
 
   Index steps_, batch_;
   bool reverse_;
   const std::int64_t* sizes_;
+  Index first_, count_;
   std::vector<Index> offsets_;
   Index rows_ = 0;
 };

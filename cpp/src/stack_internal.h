@@ -3,6 +3,7 @@
 // (both its directions) is a callable; these loops own the inner layers' buffers and the dropout between layers.
 #pragma once
 
+#include "parallel_internal.h"
 #include "sequence_internal.h"
 
 #include <string>
@@ -33,11 +34,6 @@ inline SequenceDims layer_dims(const StackDims& d, Index layer) {
 inline SequenceLayout direction_layout(const StackDims& d, Index direction, bool accumulate_dx = false) {
   const Index out = d.proj > 0 ? d.proj : d.hidden;
   return {direction == 1 || d.reverse, d.directions * out, accumulate_dx};
-}
-
-template <typename T>
-T* offset(T* p, Index k) {
-  return p == nullptr ? nullptr : p + k;
 }
 
 // Inner-layer buffers a call needs: none for one layer, one for two (its input and output never meet), two
@@ -93,6 +89,20 @@ void stack_backward_layers(Index layers, Index rows, Index width, const Scalar* 
     if (l > 0 && inter != nullptr) ArrayMap<Scalar>(d_in, size) *= ConstArrayMap<Scalar>(inter + (l - 1) * size, size);
     d_out = d_in;
   }
+}
+
+// The backward of one layer's directions, fn(d, d_in_d) writing direction d's input gradient into d_in_d.
+// With two, they run concurrently (for_each_direction): the second writes into its own buffer, added after,
+// so the sum is formed the same way whatever the thread count.
+template <typename Scalar, typename Fn>
+void backward_directions(Index directions, Index size, Scalar* d_in, Fn&& fn) {
+  if (directions == 1) {
+    fn(Index(0), d_in);
+    return;
+  }
+  Buffer<Scalar> second(size);
+  for_each_direction(2, [&](Index d) { fn(d, d == 0 ? d_in : second.data()); });
+  ArrayMap<Scalar>(d_in, size) += ConstArrayMap<Scalar>(second.data(), size);
 }
 
 }  // namespace lstm_ext::detail

@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: MIT
+"""The kernels' thread split: with two threads a batch of at least 16 sequences runs as two slices, each thread
+its own time loop, and the two directions of a bidirectional layer run on the two threads. Whatever the split,
+results must be those of the float64 reference, and those of one thread up to float rounding.
+
+Batches here are large enough to be split (16 sequences and more, odd counts, ragged lengths so that a packed
+slice has steps with no rows), and small enough for the reference to be quick.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import pytest
+
+import lstm_ext
+from lstm_ext import reference_layers
+
+CASES = [
+    # (kind, batch, layers, bidirectional, proj, ragged, reset_after)
+    ("lstm", 16, 1, False, 0, False, True),
+    ("lstm", 37, 2, False, 0, True, True),
+    ("lstm", 23, 1, True, 0, True, True),
+    ("lstm", 19, 2, True, 3, True, True),
+    ("lstm", 40, 1, False, 5, False, True),
+    ("gru", 16, 1, False, 0, False, True),
+    ("gru", 33, 2, True, 0, True, True),
+    ("gru", 21, 1, False, 0, True, False),
+    ("gru", 18, 1, True, 0, False, False),
+]
+IDS = [f"{k}-N{n}-L{l}{'-bidir' if b else ''}{f'-proj{p}' if p else ''}{'-ragged' if r else ''}"
+       f"{'' if a else '-reset_before'}" for k, n, l, b, p, r, a in CASES]
+
+
+@pytest.fixture
+def restore_num_threads():
+    before = lstm_ext.get_num_threads()
+    yield
+    lstm_ext.set_num_threads(before)
+
+
+def make_layer(kind: str, layers: int, bidirectional: bool, proj: int, reset_after: bool, dtype, **extra):
+    if kind == "lstm":
+        return lstm_ext.LSTM(5, 8, layers, bidirectional=bidirectional, proj_size=proj, dtype=dtype, seed=1, **extra)
+    return lstm_ext.GRU(5, 8, layers, bidirectional=bidirectional, reset_after=reset_after, dtype=dtype, seed=1,
+                        **extra)
+
+
+def run(layer, kind: str, x, h0, c0, lengths, dy, dh_n, dc_n) -> List[np.ndarray]:
+    """Every output and gradient of one forward + backward, as a list."""
+    if kind == "lstm":
+        y, (h_n, c_n) = layer(x, (h0, c0), lengths)
+        dx, (dh0, dc0) = layer.backward(dy, (dh_n, dc_n))
+        out = [y, h_n, c_n, dx, dh0, dc0]
+    else:
+        y, h_n = layer(x, h0, lengths)
+        dx, dh0 = layer.backward(dy, dh_n)
+        out = [y, h_n, dx, dh0]
+    return out + [g.copy() for g in layer.grads.values()]
+
+
+def inputs(rng, kind: str, batch: int, layers: int, bidirectional: bool, proj: int, ragged: bool, dtype):
+    steps, directions = 7, 2 if bidirectional else 1
+    out = proj or 8
+    k = layers * directions
+    arrays = {
+        "x": rng.standard_normal((steps, batch, 5)),
+        "h0": 0.5 * rng.standard_normal((k, batch, out)),
+        "c0": 0.5 * rng.standard_normal((k, batch, 8)) if kind == "lstm" else None,
+        "dy": rng.standard_normal((steps, batch, directions * out)),
+        "dh_n": rng.standard_normal((k, batch, out)),
+        "dc_n": rng.standard_normal((k, batch, 8)) if kind == "lstm" else None,
+    }
+    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    cast = {key: None if a is None else a.astype(dtype) for key, a in arrays.items()}
+    return arrays, cast, lengths
+
+
+@pytest.mark.parametrize(("kind", "batch", "layers", "bidirectional", "proj", "ragged", "reset_after"), CASES, ids=IDS)
+def test_two_threads_match_the_float64_reference(rng, restore_num_threads, kind, batch, layers, bidirectional, proj,
+                                                  ragged, reset_after):
+    lstm_ext.set_num_threads(2)
+    layer = make_layer(kind, layers, bidirectional, proj, reset_after, np.float64)
+    arrays, cast, lengths = inputs(rng, kind, batch, layers, bidirectional, proj, ragged, np.float64)
+    got = run(layer, kind, cast["x"], cast["h0"], cast["c0"], lengths, cast["dy"], cast["dh_n"], cast["dc_n"])
+
+    params = layer.state_dict()
+    options: Dict[str, object] = {"num_layers": layers, "bidirectional": bidirectional, "lengths": lengths}
+    if kind == "lstm":
+        options["proj_size"] = proj
+    else:
+        options["reset_after"] = reset_after
+    y, h_n, c_n, tape = reference_layers.stack_forward(kind, params, arrays["x"], arrays["h0"], arrays["c0"],
+                                                       **options)
+    dx, dh0, dc0, grads = reference_layers.stack_backward(tape, arrays["dy"], arrays["dh_n"], arrays["dc_n"])
+    want: List[Optional[np.ndarray]] = [y, h_n, c_n, dx, dh0, dc0] if kind == "lstm" else [y, h_n, dx, dh0]
+    want += [grads[name] for name in layer.grads]
+    names = (["y", "h_n", "c_n", "dx", "dh0", "dc0"] if kind == "lstm" else ["y", "h_n", "dx", "dh0"]) + list(layer.grads)
+    for name, a, b in zip(names, got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("kind", "batch", "layers", "bidirectional", "proj", "ragged", "reset_after"), CASES, ids=IDS)
+def test_one_and_two_threads_agree_to_rounding(rng, restore_num_threads, dtype, kind, batch, layers, bidirectional,
+                                               proj, ragged, reset_after):
+    _, cast, lengths = inputs(rng, kind, batch, layers, bidirectional, proj, ragged, dtype)
+    results = []
+    for threads in (1, 2):
+        lstm_ext.set_num_threads(threads)
+        layer = make_layer(kind, layers, bidirectional, proj, reset_after, dtype)
+        results.append(run(layer, kind, cast["x"], cast["h0"], cast["c0"], lengths, cast["dy"], cast["dh_n"],
+                           cast["dc_n"]))
+    tol = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}[dtype]
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, **tol)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_variational_dropout_masks_are_the_same_whatever_the_thread_count(rng, restore_num_threads, kind):
+    # The masks are drawn in Python, per sequence; each thread's slice must apply its own sequences' rows.
+    _, cast, lengths = inputs(rng, kind, 29, 2, True, 0, True, np.float64)
+    results = []
+    for threads in (1, 2):
+        lstm_ext.set_num_threads(threads)
+        layer = make_layer(kind, 2, True, 0, True, np.float64, dropout=0.3, input_dropout=0.2,
+                           recurrent_dropout=0.4)
+        results.append(run(layer, kind, cast["x"], cast["h0"], cast["c0"], lengths, cast["dy"], cast["dh_n"],
+                           cast["dc_n"]))
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-13)
