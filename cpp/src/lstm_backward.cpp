@@ -50,6 +50,44 @@ void gate_pass_backward(Index batch, Index hidden, const Scalar* gates, const Sc
   }
 }
 
+// float: the same pass fused into one sweep per row (see the forward's gate_pass_forward).
+void gate_pass_backward(Index batch, Index hidden, const float* gates, const float* c_t, const float* c_prev,
+                        const float* dh_a, Index lda, const float* dh_b, float* dc, float* d_gates, float* h_full,
+                        detail::GateScratch<float>& /*unused: no scratch needed*/) {
+  using namespace Eigen::internal;
+  using P = detail::FloatPacket;
+  const Index H = hidden;
+  const Index G = kGatesLstm * H;
+  const bool has_prev = c_prev != nullptr, has_b = dh_b != nullptr, has_full = h_full != nullptr;
+  const P one = pset1<P>(1.0f);
+  for (Index n = 0; n < batch; ++n) {
+    const float* g = gates + n * G;
+    float* dg = d_gates + n * G;
+    const float* const in[8] = {g, g + H, g + 2 * H, g + 3 * H, c_t + n * H, dh_a + n * lda,
+                                has_b ? dh_b + n * H : nullptr, has_prev ? c_prev + n * H : nullptr};
+    float* const out[6] = {dg, dg + H, dg + 2 * H, dg + 3 * H, dc + n * H, has_full ? h_full + n * H : nullptr};
+    detail::for_each_packet<8, 6>(H, in, out, [&](Index j, const float* const* src, float* const* dst) {
+      const P gi = ploadu<P>(src[0] + j), gf = ploadu<P>(src[1] + j), gg = ploadu<P>(src[2] + j);
+      const P go = ploadu<P>(src[3] + j);
+      const P tanh_c = ptanh(ploadu<P>(src[4] + j));
+      P dh = ploadu<P>(src[5] + j);
+      if (has_b) dh = padd(dh, ploadu<P>(src[6] + j));
+      if (has_full) pstoreu(dst[5] + j, pmul(go, tanh_c));
+      // The generic pass's expressions, evaluated left to right as Eigen does.
+      pstoreu(dst[3] + j, pmul(pmul(pmul(dh, tanh_c), go), psub(one, go)));
+      P dcv = padd(ploadu<P>(dst[4] + j), pmul(pmul(dh, go), psub(one, pmul(tanh_c, tanh_c))));
+      pstoreu(dst[0] + j, pmul(pmul(pmul(dcv, gg), gi), psub(one, gi)));
+      if (has_prev) {
+        pstoreu(dst[1] + j, pmul(pmul(pmul(dcv, ploadu<P>(src[7] + j)), gf), psub(one, gf)));
+      } else {
+        pstoreu(dst[1] + j, pzero(dcv));
+      }
+      pstoreu(dst[2] + j, pmul(pmul(dcv, gi), psub(one, pmul(gg, gg))));
+      pstoreu(dst[4] + j, pmul(dcv, gf));
+    });
+  }
+}
+
 }  // namespace
 
 template <typename Scalar>

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "lstm_ext/lstm.h"
 
-#include "activations_internal.h"
 #include "lstm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
@@ -10,40 +9,8 @@
 #include <vector>
 
 namespace lstm_ext {
-namespace {
 
-// One step's element-wise work for all N rows: activates the pre-activations of step t in place (kept for
-// the backward when training), then c_t and h_t. Row by row, so every array is a contiguous run of values
-// and vectorises without gathers; each row goes through the aligned scratch (see GateScratch).
-//   gates [N, 4H] in/out; c_prev [N, H] or null (zeros); c_t [N, H] out, may equal c_prev;
-//   h_t [N, H] out, rows h_stride apart.
-template <typename Scalar>
-void gate_pass_forward(Index batch, Index hidden, Scalar* gates, const Scalar* c_prev, Scalar* c_t,
-                       Scalar* h_t, Index h_stride, detail::GateScratch<Scalar>& scratch) {
-  const Index H = hidden;
-  const Index G = kGatesLstm * H;
-  auto& act = scratch.gates;
-  auto& c_new = scratch.a;
-  auto& tanh_c = scratch.b;
-  for (Index n = 0; n < batch; ++n) {
-    ArrayMap<Scalar> row(gates + n * G, G);
-    act = row;
-    detail::sigmoid_inplace(act.head(2 * H));  // i and f are adjacent: one logistic over both
-    act.segment(2 * H, H) = act.segment(2 * H, H).tanh();
-    detail::sigmoid_inplace(act.tail(H));
-    if (c_prev != nullptr) {
-      c_new = act.segment(H, H) * ConstArrayMap<Scalar>(c_prev + n * H, H) + act.head(H) * act.segment(2 * H, H);
-    } else {
-      c_new = act.head(H) * act.segment(2 * H, H);
-    }
-    tanh_c = c_new.tanh();
-    row = act;
-    ArrayMap<Scalar>(c_t + n * H, H) = c_new;
-    ArrayMap<Scalar>(h_t + n * h_stride, H) = act.tail(H) * tanh_c;
-  }
-}
-
-}  // namespace
+using detail::gate_pass_forward;
 
 template <typename Scalar>
 Index lstm_cache_bytes(const LstmDims& dims) {

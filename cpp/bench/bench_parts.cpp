@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+// Microbenchmarks of the pieces of an LSTM forward, float32, on the shapes of the performance grid, so each
+// kernel's share of the GEMM rate is visible next to bench_lstm's whole-sequence figures:
+//   InputGemm      the input projection of all T*N rows: [T*N, I] x [I, 4H] (one GEMM per call)
+//   RecurrentGemm  one step's recurrent product [N, H] x [H, 4H], the weights as PyTorch stores them
+//                  (row-major [4H, H], read transposed), at their own alignment (64 bytes, or 16 past it)
+//   GatePass       one step's fused element-wise work for N rows (activations, c_t, h_t)
+//   Step           one whole step as the kernel runs it: lstm_forward with T = 1
+// Counters: GFLOP/s (2*M*K*N for products; none for the gate pass) and rows/s.
+#include "../src/lstm_internal.h"
+#include "lstm_ext/lstm.h"
+#include "lstm_ext/threads.h"
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+
+namespace {
+
+using lstm_ext::Index;
+using Matrix = lstm_ext::RowMatrix<float>;
+
+Matrix random_matrix(Index rows, Index cols) {
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+  Matrix m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = u(gen);
+  return m;
+}
+
+void gemm_counters(benchmark::State& state, double m, double k, double n) {
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Args: T, N, I, H.
+void BM_InputGemm(benchmark::State& state) {
+  const Index T = state.range(0), N = state.range(1), I = state.range(2), G = 4 * state.range(3);
+  const Matrix x = random_matrix(T * N, I), w = random_matrix(G, I);
+  Matrix out(T * N, G);
+  for (auto _ : state) {
+    out.noalias() = x * w.transpose();
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(T * N), double(I), double(G));
+}
+
+// Args: N, H, misaligned (0: the weights 64-byte aligned; 1: 16 bytes past, as a NumPy array may be).
+void BM_RecurrentGemm(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Index shift = state.range(2) != 0 ? 4 : 0;
+  const Matrix h = random_matrix(N, H);
+  const Matrix w_store = random_matrix(G * H + 16, 1);
+  const lstm_ext::ConstMatrixMap<float> w(w_store.data() + shift, G, H);
+  Matrix out = random_matrix(N, G);
+  for (auto _ : state) {
+    if (N == 1) {
+      lstm_ext::RowVectorMap<float>(out.data(), G).noalias() += h.row(0) * w.transpose();
+    } else {
+      out.noalias() += h * w.transpose();
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(H), double(G));
+}
+
+// Args: N, H.
+void BM_GatePass(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Matrix gates0 = random_matrix(N, G);
+  Matrix gates = gates0, c = random_matrix(N, H), h(N, H);
+  lstm_ext::detail::GateScratch<float> scratch(G, H);
+  for (auto _ : state) {
+    state.PauseTiming();
+    gates = gates0;  // the pass activates in place
+    state.ResumeTiming();
+    lstm_ext::detail::gate_pass_forward<float>(N, H, gates.data(), c.data(), c.data(), h.data(), H, scratch);
+    benchmark::DoNotOptimize(h.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["rows/s"] = benchmark::Counter(double(N), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Args: N, I, H: one inference step through the public kernel.
+void BM_Step(benchmark::State& state) {
+  const Index N = state.range(0), I = state.range(1), H = state.range(2), G = 4 * H;
+  const Matrix x = random_matrix(N, I), w_ih = random_matrix(G, I), w_hh = random_matrix(G, H);
+  const Matrix bias = random_matrix(1, G), h0 = random_matrix(N, H), c0 = random_matrix(N, H);
+  Matrix y(N, H), c_n(N, H);
+  const lstm_ext::LstmDims dims{1, N, I, H};
+  for (auto _ : state) {
+    lstm_ext::lstm_forward<float>(dims, {w_ih.data(), w_hh.data(), bias.data()}, x.data(), h0.data(), c0.data(),
+                                  y.data(), nullptr, c_n.data(), {});
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(I + H), double(G));
+}
+
+BENCHMARK(BM_InputGemm)
+    ->ArgNames({"T", "N", "I", "H"})
+    ->Args({100, 1, 128, 128})->Args({100, 32, 256, 256})->Args({100, 64, 512, 512})->Args({50, 128, 1024, 1024})
+    ->Args({1000, 1, 64, 64})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_RecurrentGemm)
+    ->ArgNames({"N", "H", "misaligned"})
+    ->ArgsProduct({{1}, {64, 128}, {0, 1}})
+    ->Args({16, 256, 0})->Args({32, 256, 0})->Args({32, 512, 0})->Args({64, 512, 0})->Args({128, 1024, 0})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_GatePass)
+    ->ArgNames({"N", "H"})
+    ->Args({1, 64})->Args({1, 128})->Args({32, 256})->Args({64, 512})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Step)
+    ->ArgNames({"N", "I", "H"})
+    ->Args({1, 128, 128})->Args({1, 64, 64})->Args({32, 256, 256})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The bare products here call Eigen directly: tell it the thread count the kernels would use.
+  const char* env = std::getenv("LSTM_EXT_THREADS");
+  lstm_ext::set_num_threads(env != nullptr ? std::atoi(env) : lstm_ext::get_num_threads());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("lstm_ext threads", std::to_string(lstm_ext::get_num_threads()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
