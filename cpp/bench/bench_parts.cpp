@@ -4,10 +4,12 @@
 //   InputGemm      the input projection of all T*N rows: [T*N, I] x [I, 4H] (one GEMM per call)
 //   RecurrentGemm  one step's recurrent product [N, H] x [H, 4H], the weights as PyTorch stores them
 //                  (row-major [4H, H], read transposed), at their own alignment (64 bytes, or 16 past it)
+//   RecurrentPacked  the same product on weights packed once per call (as the kernels run it)
 //   GatePass       one step's fused element-wise work for N rows (activations, c_t, h_t)
 //   Step           one whole step as the kernel runs it: lstm_forward with T = 1
 // Counters: GFLOP/s (2*M*K*N for products; none for the gate pass) and rows/s.
 #include "../src/lstm_internal.h"
+#include "../src/packed_gemm_internal.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
 
@@ -66,6 +68,21 @@ void BM_RecurrentGemm(benchmark::State& state) {
   gemm_counters(state, double(N), double(H), double(G));
 }
 
+// Args: N, H: the same product on weights packed once (PackedWeights), as the kernels run it per step.
+void BM_RecurrentPacked(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Matrix h = random_matrix(N, H), w = random_matrix(G, H);
+  Matrix out = random_matrix(N, G);
+  const lstm_ext::detail::PackedWeights<float> packed(w.data(), G, H, H, false);
+  lstm_ext::detail::Buffer<float> scratch(packed.scratch_size());
+  for (auto _ : state) {
+    packed.multiply_add(N, h.data(), H, out.data(), G, scratch.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(H), double(G));
+}
+
 // Args: N, H.
 void BM_GatePass(benchmark::State& state) {
   const Index N = state.range(0), H = state.range(1), G = 4 * H;
@@ -76,7 +93,7 @@ void BM_GatePass(benchmark::State& state) {
     state.PauseTiming();
     gates = gates0;  // the pass activates in place
     state.ResumeTiming();
-    lstm_ext::detail::gate_pass_forward<float>(N, H, gates.data(), c.data(), c.data(), h.data(), H, scratch);
+    lstm_ext::detail::gate_pass_forward(N, H, gates.data(), c.data(), c.data(), h.data(), H, scratch);
     benchmark::DoNotOptimize(h.data());
     benchmark::ClobberMemory();
   }
@@ -107,7 +124,12 @@ BENCHMARK(BM_InputGemm)
 BENCHMARK(BM_RecurrentGemm)
     ->ArgNames({"N", "H", "misaligned"})
     ->ArgsProduct({{1}, {64, 128}, {0, 1}})
-    ->Args({16, 256, 0})->Args({32, 256, 0})->Args({32, 512, 0})->Args({64, 512, 0})->Args({128, 1024, 0})
+    ->Args({4, 128, 0})->Args({16, 256, 0})->Args({32, 256, 0})->Args({32, 512, 0})->Args({64, 512, 0})->Args({128, 1024, 0})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_RecurrentPacked)
+    ->ArgNames({"N", "H"})
+    ->Args({1, 64})->Args({1, 128})->Args({4, 128})->Args({16, 256})->Args({32, 256})->Args({32, 512})
+    ->Args({64, 512})->Args({128, 1024})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_GatePass)
     ->ArgNames({"N", "H"})

@@ -2,6 +2,7 @@
 #include "lstm_ext/lstm.h"
 
 #include "lstm_internal.h"
+#include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -126,6 +127,9 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   if (dh_n != nullptr) std::copy_n(dh_n, N * O, dh0); else std::fill_n(dh0, N * O, Scalar(0));
   if (dc_n != nullptr) std::copy_n(dc_n, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
 
+  // dL/dh_{t-1} = d_gates w_hh: the weights packed once for all steps and threads.
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, O, G, O, true);
+
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
     const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
@@ -135,6 +139,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
     Scalar* dh = dh0 + first * O;
     Scalar* dc = dc0 + first * H;
     detail::Buffer<Scalar> d_full(P > 0 ? count * H : 0), d_prev(mask_s != nullptr ? count * O : 0);
+    detail::Buffer<Scalar> pack_ws(w_hh.scratch_size());
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = slice.steps() - 1; s >= 0; --s) {
@@ -168,9 +173,9 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
 
       // dL/dh_{t-1} through the recurrent product (times the recurrent mask), and the states that product read.
       if (mask_s == nullptr) {
-        detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, dh);
+        w_hh.multiply(n, d_gates_t, G, dh, O, pack_ws.data());
       } else {
-        detail::product_nn(n, G, O, d_gates_t, G, weights.w_hh, O, d_prev.data());
+        w_hh.multiply(n, d_gates_t, G, d_prev.data(), O, pack_ws.data());
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(dh + r * O, O) =
               ConstArrayMap<Scalar>(d_prev.data() + r * O, O) * ConstArrayMap<Scalar>(mask_s + r * O, O);

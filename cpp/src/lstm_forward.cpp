@@ -2,6 +2,7 @@
 #include "lstm_ext/lstm.h"
 
 #include "lstm_internal.h"
+#include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -54,6 +55,9 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // The input projection does not depend on the recurrence: one GEMM over all rows.
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates);
 
+  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h).
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, G, O, O, false);
+
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {
     const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
@@ -63,7 +67,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* h_n_s = detail::offset(h_n, first * O);
     Scalar* c_n_s = detail::offset(c_n, first * H);
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
-    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O);
+    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(w_hh.scratch_size());
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = 0; s < slice.steps(); ++s) {
@@ -73,7 +77,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       Scalar* gates_t = gates + st.offset * G;
       Index ld_prev = 0;
       const Scalar* prev = detail::previous_states(st, O, y, ldy, h0_s, mask_s, prev_ws.data(), ld_prev);
-      if (prev != nullptr) detail::product_nt(n, O, G, prev, ld_prev, weights.w_hh, gates_t, G, true);
+      if (prev != nullptr) w_hh.multiply_add(n, prev, ld_prev, gates_t, G, pack_ws.data());
 
       // Without projection h_t goes straight to y; with it, h_full goes to a scratch and y = h_full w_hr^T.
       Scalar* h_out = P > 0 ? full_ws.data() : y + st.offset * ldy;
