@@ -2,6 +2,7 @@
 #include "lstm_ext/gru.h"
 
 #include "gru_internal.h"
+#include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -40,6 +41,11 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   // dh0 doubles as the running dh, one row per sequence (see lstm_backward).
   if (dh_n != nullptr) std::copy_n(dh_n, N * H, dh0); else std::fill_n(dh0, N * H, Scalar(0));
 
+  // dL/dhm = d_hp w_hh (reset after); reset before: d(r * hm) = d_hp_n w_hn and d_hp_rz w_hrz. The weights
+  // packed once for all steps and threads.
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, H, after ? G : 2 * H, H, true);
+  const detail::PackedWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, true);
+
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
     const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
@@ -47,6 +53,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
     const Scalar* mask_s = detail::offset(mask, first * H);
     Scalar* dh_run = dh0 + first * H;
     detail::Buffer<Scalar> prev_u(count * H), direct(count * H), d_prev(count * H), d_rh(after ? 0 : count * H);
+    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
     auto& dh_t = scratch.a;
 
@@ -90,10 +97,10 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
       }
 
       if (after) {
-        detail::product_nn(n, G, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
+        w_hh.multiply(n, d_hp_t, G, d_prev.data(), H, pack_ws.data());
       } else {
         // d(r * hm) = dn_pre w_hn; then r's gradient, and the r * hm the forward's product read.
-        detail::product_nn(n, H, H, d_hp_t + 2 * H, G, weights.w_hh + 2 * H * H, H, d_rh.data());
+        w_hn.multiply(n, d_hp_t + 2 * H, G, d_rh.data(), H, pack_ws.data());
         for (Index r = 0; r < n; ++r) {
           const ConstArrayMap<Scalar> gr(gates_t + r * G, H), hm(hm_t + r * H, H), drh(d_rh.data() + r * H, H);
           ArrayMap<Scalar> dgr(d_gates_t + r * G, H);
@@ -101,7 +108,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
           ArrayMap<Scalar>(d_hp_t + r * G, H) = dgr;
           ArrayMap<Scalar>(rh_all.data() + (st.offset + r) * H, H) = gr * hm;
         }
-        detail::product_nn(n, 2 * H, H, d_hp_t, G, weights.w_hh, H, d_prev.data());
+        w_hh.multiply(n, d_hp_t, G, d_prev.data(), H, pack_ws.data());
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(d_prev.data() + r * H, H) +=
               ConstArrayMap<Scalar>(d_rh.data() + r * H, H) * ConstArrayMap<Scalar>(gates_t + r * G, H);

@@ -3,6 +3,7 @@
 
 #include "activations_internal.h"
 #include "gru_internal.h"
+#include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -67,6 +68,12 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   Scalar* gates = training ? cache.gates : gates_ws.data();
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
 
+  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h):
+  // all three blocks (reset after), or r, z and, apart, n (reset before: n's product reads r * hm).
+  const Index hp_cols = after ? G : 2 * H;
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, hp_cols, H, H, false);
+  const detail::PackedWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, false);
+
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {
     const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
@@ -74,6 +81,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
     Scalar* h_n_s = detail::offset(h_n, first * H);
     detail::Buffer<Scalar> hp(count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
+    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = 0; s < slice.steps(); ++s) {
@@ -89,12 +97,11 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
       if (mask_s != nullptr) hm = detail::previous_states(st, H, y, ldy, h0_s, mask_s, prev_m.data(), ldm);
 
       // hp = hm w_hh^T + b_hh: all three blocks (reset after), or r and z only (reset before; n comes below).
-      const Index hp_cols = after ? G : 2 * H;
       for (Index r = 0; r < n; ++r) {
         RowVectorMap<Scalar> row(hp.data() + r * G, hp_cols);
         if (weights.b_hh != nullptr) row = ConstRowVectorMap<Scalar>(weights.b_hh, hp_cols); else row.setZero();
       }
-      if (hm != nullptr) detail::product_nt(n, H, hp_cols, hm, ldm, weights.w_hh, hp.data(), G, true);
+      if (hm != nullptr) w_hh.multiply_add(n, hm, ldm, hp.data(), G, pack_ws.data());
 
       if (!after) {
         // n's recurrent part needs r first: (r * hm) w_hn^T + b_hn.
@@ -106,7 +113,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
           RowVectorMap<Scalar> hp_n(hp.data() + r * G + 2 * H, H);
           if (weights.b_hh != nullptr) hp_n = ConstRowVectorMap<Scalar>(weights.b_hh + 2 * H, H); else hp_n.setZero();
         }
-        detail::product_nt(n, H, H, rh.data(), H, weights.w_hh + 2 * H * H, hp.data() + 2 * H, G, true);
+        w_hn.multiply_add(n, rh.data(), H, hp.data() + 2 * H, G, pack_ws.data());
       }
       for (Index r = 0; r < n; ++r) {
         Scalar* g = gates_t + r * G;

@@ -129,6 +129,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
 
   // dL/dh_{t-1} = d_gates w_hh: the weights packed once for all steps and threads.
   const detail::PackedWeights<Scalar> w_hh(weights.w_hh, O, G, O, true);
+  const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P > 0 ? H : 0, P, H, true);  // dL/dh_full = dL/dh w_hr
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
@@ -139,7 +140,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
     Scalar* dh = dh0 + first * O;
     Scalar* dc = dc0 + first * H;
     detail::Buffer<Scalar> d_full(P > 0 ? count * H : 0), d_prev(mask_s != nullptr ? count * O : 0);
-    detail::Buffer<Scalar> pack_ws(w_hh.scratch_size());
+    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = slice.steps() - 1; s >= 0; --s) {
@@ -159,7 +160,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
         Scalar* dh_t = dh_all.data() + st.offset * P;
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(dh_t + r * P, P) = ConstArrayMap<Scalar>(dy_t + r * ldy, P) + ConstArrayMap<Scalar>(dh + r * P, P);
-        detail::product_nn(n, P, H, dh_t, P, weights.w_hr, H, d_full.data());
+        w_hr.multiply(n, dh_t, P, d_full.data(), H, pack_ws.data());
         dh_a = d_full.data();
         lda = H;
         dh_b = nullptr;

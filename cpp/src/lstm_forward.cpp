@@ -57,6 +57,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
 
   // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h).
   const detail::PackedWeights<Scalar> w_hh(weights.w_hh, G, O, O, false);
+  const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {
@@ -67,7 +68,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* h_n_s = detail::offset(h_n, first * O);
     Scalar* c_n_s = detail::offset(c_n, first * H);
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
-    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(w_hh.scratch_size());
+    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = 0; s < slice.steps(); ++s) {
@@ -93,7 +94,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
         c_t = cell_s;  // rows are sequences: each keeps its state when it ends
         gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
       }
-      if (P > 0) detail::product_nt(n, H, P, full_ws.data(), H, weights.w_hr, y + st.offset * ldy, ldy, false);
+      if (P > 0) w_hr.multiply(n, full_ws.data(), H, y + st.offset * ldy, ldy, pack_ws.data());
 
       // Sequences whose last step this is hand over their final states.
       const Index f = st.finished_from;

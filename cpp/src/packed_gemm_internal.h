@@ -30,6 +30,7 @@ class PackedWeights {
  public:
   // w's rows are ldw apart (a block of rows or columns of a larger matrix may be packed).
   PackedWeights(const Scalar* w, Index g, Index k, Index ldw, bool transposed) : g_(g), k_(k) {
+    if (g == 0 || k == 0) return;  // an unused product (e.g. a block that this formulation does not have)
     Index kc = k, mc = g, nc = kMaxRows;
     Eigen::internal::computeProductBlockingSizes<Scalar, Scalar, 1, Index>(kc, mc, nc, Index(1));
     kc_ = std::max<Index>(1, std::min(kc, k));

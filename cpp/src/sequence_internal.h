@@ -131,37 +131,6 @@ const Scalar* previous_states(const Step& st, Index width, const Scalar* y, Inde
   return scratch;
 }
 
-// out[m, g] (rows ldo apart) += or = a[m, k] (rows lda apart) * w[g, k]^T. A single row goes to a
-// matrix-vector product: Eigen's GEMM path would repack all of w on every call, costing more than the math.
-template <typename Scalar>
-void product_nt(Index m, Index k, Index g, const Scalar* a, Index lda, const Scalar* w, Scalar* out, Index ldo,
-                bool accumulate) {
-  if (m == 0) return;
-  const ConstMatrixMap<Scalar> w_map(w, g, k);
-  if (m == 1) {
-    RowVectorMap<Scalar> o(out, g);
-    if (accumulate) o.noalias() += ConstRowVectorMap<Scalar>(a, k) * w_map.transpose();
-    else o.noalias() = ConstRowVectorMap<Scalar>(a, k) * w_map.transpose();
-    return;
-  }
-  StridedMatrixMap<Scalar> o(out, m, g, Eigen::OuterStride<>(ldo));
-  const ConstStridedMatrixMap<Scalar> a_map(a, m, k, Eigen::OuterStride<>(lda));
-  if (accumulate) o.noalias() += a_map * w_map.transpose();
-  else o.noalias() = a_map * w_map.transpose();
-}
-
-// out[m, k] (dense) = a[m, g] (rows lda apart) * w[g, k]: the recurrent product of the backward.
-template <typename Scalar>
-void product_nn(Index m, Index g, Index k, const Scalar* a, Index lda, const Scalar* w, Index ldw, Scalar* out) {
-  if (m == 0) return;
-  const ConstStridedMatrixMap<Scalar> w_map(w, g, k, Eigen::OuterStride<>(ldw));
-  if (m == 1) {
-    RowVectorMap<Scalar>(out, k).noalias() = ConstRowVectorMap<Scalar>(a, g) * w_map;
-  } else {
-    MatrixMap<Scalar>(out, m, k).noalias() = ConstStridedMatrixMap<Scalar>(a, m, g, Eigen::OuterStride<>(lda)) * w_map;
-  }
-}
-
 // x * m_x over all R rows, each row times its sequence's mask row: the input the projection sees.
 template <typename Scalar>
 void mask_rows(const Schedule& sched, Index width, const Scalar* src, const Scalar* mask, Scalar* dst) {
