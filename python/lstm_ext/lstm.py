@@ -130,7 +130,13 @@ class LSTM(_LstmCore):
     the core's time-major layout. A training forward (the default mode) keeps its input, the activated gates
     ``(T, N, 4H)``, the cell states and the outputs for :meth:`backward`, until the next forward; :meth:`eval`
     turns that off and disables dropout. The weights are referenced, not copied: do not modify them in place
-    between a forward and its backward. NaN and Inf propagate as in torch. The kernels release the GIL.
+    between a forward and its backward. NaN and Inf propagate as in torch (an omitted ``hx`` is zeros, so ``0 * NaN`` is NaN there too). The
+    kernels release the GIL.
+
+    Threads: separate layers may be used from any number of Python threads at once; one layer in inference
+    (``eval()`` or ``training=False``) may run forwards from several threads at once. One layer in training
+    mode must not: a training forward keeps its tape (and draws dropout masks) on the layer for the next
+    :meth:`backward`; give each thread its own layer (``load_state_dict`` copies the weights).
     """
 
     def __init__(
