@@ -73,8 +73,10 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; "
                            "set error_if_nonfinite=False to clip anyway")
     coef = min(max_norm / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
-    for g in grads:
-        g *= g.dtype.type(coef)
+    # A non-finite norm gives torch's result without a warning: inf * 0 and anything * nan are NaN.
+    with np.errstate(invalid="ignore"):
+        for g in grads:
+            g *= g.dtype.type(coef)
     return total
 
 

@@ -20,7 +20,8 @@ class Linear(Module):
     in_features, out_features : int
         ``I`` and ``O``.
     bias : bool
-        With ``bias`` ``(O,)`` (default True).
+        With ``bias`` ``(O,)`` (default True). As in torch, ``layer.bias`` is then the parameter array (None
+        without it), ``layer.weight`` the ``(O, I)`` weight.
     dtype : np.float32 or np.float64
         Of the parameters and of every array the layer accepts.
     seed : int, optional
@@ -40,15 +41,17 @@ class Linear(Module):
         super().__init__(dtype)
         self.in_features = check_size("in_features", in_features)
         self.out_features = check_size("out_features", out_features)
-        self.bias = bool(bias)
+        self._has_bias = bool(bias)
         shapes = {"weight": (self.out_features, self.in_features)}
-        if self.bias:
+        if self._has_bias:
             shapes["bias"] = (self.out_features,)
+        else:
+            self.bias = None  # as torch: ``layer.bias`` is the parameter, or None without one
         self._init_params(shapes, 1.0 / math.sqrt(self.in_features), seed)
         self._x: Optional[np.ndarray] = None
 
     def __repr__(self) -> str:
-        extra = "" if self.bias else ", bias=False"
+        extra = "" if self._has_bias else ", bias=False"
         return f"Linear({self.in_features}, {self.out_features}{extra}, dtype={self.dtype.name})"
 
     def __call__(self, x: Any, *, training: Optional[bool] = None) -> np.ndarray:
@@ -71,7 +74,7 @@ class Linear(Module):
             raise ValueError(f"x: expected shape (..., {self.in_features}) (in_features={self.in_features}), "
                              f"got {shape_str(x.shape)}")
         y = x @ self._params["weight"].T
-        if self.bias:
+        if self._has_bias:
             y += self._params["bias"]
         self._x = x if (self.training if training is None else training) else None
         return y
@@ -104,7 +107,7 @@ class Linear(Module):
         check_shape("dy", dy, (*x.shape[:-1], self.out_features), "the shape of y")
         dy2, x2 = dy.reshape(-1, self.out_features), x.reshape(-1, self.in_features)
         grads = {"weight": dy2.T @ x2}
-        if self.bias:
+        if self._has_bias:
             grads["bias"] = dy2.sum(axis=0)
         self._store_grads(grads, accumulate)
         return dy @ self._params["weight"]
