@@ -142,8 +142,7 @@ def parser() -> argparse.ArgumentParser:
                    help="Adam's learning rate at the start, cosine-decayed towards 0 (default: 0.01)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default: 0.2)")
     p.add_argument("--threads", type=int, default=1,
-                   help="kernel threads (default: 1: at 32 sequences of 8 steps a step's work is too small to "
-                        "share, and extra threads only wait on each other)")
+                   help="lstm_ext kernel threads (default: 1: at 32 sequences of 8 steps there is little to share)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the batches")
     p.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
                    help=f"where to write the PNG (default: ./{DEFAULT_PLOT})")
@@ -170,7 +169,16 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
         print(f"--threads: expected an int >= 1, got {args.threads}", file=sys.stderr)
         return 2
     lstm_ext.set_num_threads(args.threads)
+    # NumPy's OpenBLAS would start its own threads for the head's small matrix products, and they busy-wait
+    # after each one: on a machine with few cores they take the cores lstm_ext's threads need (measured: a
+    # 2-thread epoch 10x slower). The head's products are too small to gain from threads anyway.
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: TextIO) -> int:
     start = time.perf_counter()
     x_train, y_train, x_test, y_test = load_digits(args.test_fraction, args.seed)
     model = build_model(args.hidden, args.seed)
