@@ -22,21 +22,24 @@ import sys
 import time
 from typing import Callable, List
 
+import lstm_ext
 import numpy as np
 import torch
+from lstm_ext import _demo
 from threadpoolctl import threadpool_limits
 
-import lstm_ext
-from lstm_ext import _demo
 
-
-def lstm_ext_epoch(hidden: int, batch_size: int, x: np.ndarray, y: np.ndarray) -> Callable[[np.random.Generator], None]:
+def lstm_ext_epoch(
+    hidden: int, batch_size: int, x: np.ndarray, y: np.ndarray
+) -> Callable[[np.random.Generator], None]:
     model = _demo.build_model(hidden, seed=0)
     opt = lstm_ext.optim.Adam(model, lr=1e-2)
     return lambda rng: _demo.run_epoch(model, opt, x, y, batch_size, rng)
 
 
-def torch_epoch(hidden: int, batch_size: int, x: np.ndarray, y: np.ndarray) -> Callable[[np.random.Generator], None]:
+def torch_epoch(
+    hidden: int, batch_size: int, x: np.ndarray, y: np.ndarray
+) -> Callable[[np.random.Generator], None]:
     class Net(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -53,7 +56,7 @@ def torch_epoch(hidden: int, batch_size: int, x: np.ndarray, y: np.ndarray) -> C
     def epoch(rng: np.random.Generator) -> None:
         order = torch.from_numpy(rng.permutation(len(x)))
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(tx[idx]), ty[idx])
             loss.backward()
@@ -98,24 +101,35 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--numpy-blas-threads", type=int, default=1,
-                        help="threads of NumPy's BLAS (the Linear head's products); 0: leave OpenBLAS's default")
+    parser.add_argument(
+        "--numpy-blas-threads",
+        type=int,
+        default=1,
+        help="threads of NumPy's BLAS (the Linear head's products); 0: leave OpenBLAS's default",
+    )
     parser.add_argument("--only", choices=["lstm_ext", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--only-threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:  # a child: print one number
         print(measure(args.only, args.only_threads, args))
         return
-    print(f"lstm_ext {lstm_ext.__version__}, torch {torch.__version__}, NumPy {np.__version__}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    print(f"digits: 1437 training sequences of T=8, I=8; H={args.hidden}, batch {args.batch_size}, float32; "
-          f"median of {args.epochs} epochs; NumPy BLAS threads: {args.numpy_blas_threads or 'OpenBLAS default'}\n")
+    print(
+        f"lstm_ext {lstm_ext.__version__}, torch {torch.__version__}, NumPy {np.__version__}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    )
+    print(
+        f"digits: 1437 training sequences of T=8, I=8; H={args.hidden}, batch {args.batch_size}, float32; "
+        f"median of {args.epochs} epochs; NumPy BLAS threads: {args.numpy_blas_threads or 'OpenBLAS default'}\n"
+    )
     print("| threads | lstm_ext s/epoch | torch s/epoch | torch / lstm_ext | lstm_ext samples/s |")
     print("|---:|---:|---:|---:|---:|")
     for threads in args.threads:
         ours, theirs = in_fresh_process("lstm_ext", threads), in_fresh_process("torch", threads)
-        print(f"| {threads} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x | {1437 / ours:,.0f} |", flush=True)
+        print(
+            f"| {threads} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x | {1437 / ours:,.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import lstm_ext
+import numpy as np
 
 LR, MAX_NORM = 0.1, 1.0
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import lstm_ext
+import numpy as np
 
 
 def make_data(rng: np.random.Generator, n: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +41,7 @@ def main() -> None:
     for epoch in range(2 if args.quick else 12):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), 32):
-            idx = order[start:start + 32]
+            idx = order[start : start + 32]
             opt.zero_grad()
             loss, dlogits = lstm_ext.cross_entropy(model(x_train[idx]), y_train[idx])
             model.backward(dlogits)
@@ -51,7 +50,9 @@ def main() -> None:
         model.eval()
         accuracy = np.mean(np.argmax(model(x_test), axis=1) == y_test)
         model.train()
-        print(f"epoch {epoch + 1}: last batch loss {loss:.3f}, held-out accuracy {accuracy:.1%} (chance 33.3%)")
+        print(
+            f"epoch {epoch + 1}: last batch loss {loss:.3f}, held-out accuracy {accuracy:.1%} (chance 33.3%)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import lstm_ext
+import numpy as np
 
 
 def make_data(rng: np.random.Generator, n: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,10 +23,14 @@ def make_data(rng: np.random.Generator, n: int, steps: int) -> tuple[np.ndarray,
 
 def train(bidirectional: bool, epochs: int, rng: np.random.Generator) -> float:
     directions = 2 if bidirectional else 1
-    model = lstm_ext.Sequential(lstm_ext.LSTM(1, 16, num_layers=2, bidirectional=bidirectional, seed=0),
-                                lstm_ext.Linear(directions * 16, 1, seed=1))
-    print(f"{'bidirectional' if bidirectional else 'forward only '}: {len(model.parameters())} parameter arrays, "
-          f"first {model.named_parameters()[0][0]}, last of the LSTM {model.named_parameters()[-3][0]}")
+    model = lstm_ext.Sequential(
+        lstm_ext.LSTM(1, 16, num_layers=2, bidirectional=bidirectional, seed=0),
+        lstm_ext.Linear(directions * 16, 1, seed=1),
+    )
+    print(
+        f"{'bidirectional' if bidirectional else 'forward only '}: {len(model.parameters())} parameter arrays, "
+        f"first {model.named_parameters()[0][0]}, last of the LSTM {model.named_parameters()[-3][0]}"
+    )
     opt = lstm_ext.optim.Adam(model, lr=1e-2)
     for _ in range(epochs):
         for _ in range(20):

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 import lstm_ext
+import numpy as np
 
 WINDOW = 20
 
@@ -30,15 +29,17 @@ def show_masks() -> None:
     # A dropped input feature gets no gradient, at any step: the mask is per sequence, not per step.
     for n in range(2):
         kept = (dx[:, n] != 0).astype(int)
-        print(f"{'1.' if n == 0 else '  '} sequence {n}: features reaching the LSTM at steps 0..4 (1 = kept):",
-              " ".join("".join(map(str, row)) for row in kept))
+        print(
+            f"{'1.' if n == 0 else '  '} sequence {n}: features reaching the LSTM at steps 0..4 (1 = kept):",
+            " ".join("".join(map(str, row)) for row in kept),
+        )
     layer.eval()
     print("   eval mode: no dropout, deterministic:", np.array_equal(layer(x)[0], layer(x)[0]))
 
 
 def series_windows(rng: np.random.Generator, length: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(length)
-    s = (np.sin(2 * np.pi * t / 30) * np.sin(2 * np.pi * t / 170) + 0.3 * rng.standard_normal(length))
+    s = np.sin(2 * np.pi * t / 30) * np.sin(2 * np.pi * t / 170) + 0.3 * rng.standard_normal(length)
     idx = np.arange(length - WINDOW)[:, None] + np.arange(WINDOW)
     return s[idx][:, :, None].astype(np.float32), s[WINDOW:, None].astype(np.float32)
 
@@ -47,13 +48,15 @@ def train(dropout: float, epochs: int, data: tuple) -> float:
     x_train, y_train, x_test, y_test = data
     model = lstm_ext.Sequential(
         lstm_ext.LSTM(1, 64, batch_first=True, input_dropout=dropout, recurrent_dropout=dropout, seed=0),
-        lstm_ext.LastStep(batch_first=True), lstm_ext.Linear(64, 1, seed=1))
+        lstm_ext.LastStep(batch_first=True),
+        lstm_ext.Linear(64, 1, seed=1),
+    )
     opt = lstm_ext.optim.Adam(model, lr=3e-3)
     rng = np.random.default_rng(0)
     for _ in range(epochs):
         order = rng.permutation(len(x_train))
         for start in range(0, len(order), 16):
-            idx = order[start:start + 16]
+            idx = order[start : start + 16]
             opt.zero_grad()
             _, grad = lstm_ext.mse_loss(model(x_train[idx]), y_train[idx])
             model.backward(grad)
@@ -73,8 +76,10 @@ def main() -> None:
     persistence = float(np.mean((x[600:, -1] - y[600:]) ** 2))
     epochs = 5 if args.quick else 150
     plain, dropped = train(0.0, epochs, data), train(0.4, epochs, data)
-    print(f"2. held-out MSE after {epochs} epochs on 120 windows: no dropout {plain:.4f}, input/recurrent "
-          f"dropout 0.4 {dropped:.4f} (persistence forecast {persistence:.4f})")
+    print(
+        f"2. held-out MSE after {epochs} epochs on 120 windows: no dropout {plain:.4f}, input/recurrent "
+        f"dropout 0.4 {dropped:.4f} (persistence forecast {persistence:.4f})"
+    )
 
 
 if __name__ == "__main__":

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import math
 
+import lstm_ext
 import numpy as np
 import pytest
 
-import lstm_ext
-
 
 def _model_with_grads(rng, scale: float) -> lstm_ext.Sequential:
-    model = lstm_ext.Sequential(lstm_ext.LSTM(3, 4, dtype=np.float64, seed=0), lstm_ext.Linear(4, 2, dtype=np.float64))
+    model = lstm_ext.Sequential(
+        lstm_ext.LSTM(3, 4, dtype=np.float64, seed=0), lstm_ext.Linear(4, 2, dtype=np.float64)
+    )
     for grad in model.grads.values():
         grad[...] = rng.standard_normal(grad.shape) * scale
     return model
@@ -71,18 +72,26 @@ def test_gradient_arrays_can_be_passed_directly():
 
 def test_nonfinite_norm_raises_only_when_asked_and_leaves_the_gradients():
     grads = [np.array([1.0, np.inf])]
-    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm of order 2.0 of the gradients is inf"):
+    with pytest.raises(
+        RuntimeError, match="clip_grad_norm_: the total norm of order 2.0 of the gradients is inf"
+    ):
         lstm_ext.clip_grad_norm_(grads, 1.0, error_if_nonfinite=True)
     np.testing.assert_array_equal(grads[0], [1.0, np.inf])
     assert lstm_ext.clip_grad_norm_(grads, 1.0) == math.inf
     np.testing.assert_array_equal(grads[0], [0.0, np.nan])  # torch's coefficient 0: inf * 0 is NaN
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda g: lstm_ext.clip_grad_norm_(g, -1.0), "max_norm: expected a float >= 0, got -1.0"),
-    (lambda g: lstm_ext.clip_grad_norm_(g, 1.0, norm_type=0), "norm_type: expected a float > 0 or inf, got 0.0"),
-    (lambda g: lstm_ext.clip_grad_value_(g, -0.5), "clip_value: expected a float >= 0, got -0.5"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda g: lstm_ext.clip_grad_norm_(g, -1.0), "max_norm: expected a float >= 0, got -1.0"),
+        (
+            lambda g: lstm_ext.clip_grad_norm_(g, 1.0, norm_type=0),
+            "norm_type: expected a float > 0 or inf, got 0.0",
+        ),
+        (lambda g: lstm_ext.clip_grad_value_(g, -0.5), "clip_value: expected a float >= 0, got -0.5"),
+    ],
+)
 def test_bad_arguments_raise_naming_them(call, message):
     with pytest.raises(ValueError, match=message):
         call([np.ones(3)])

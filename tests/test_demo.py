@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from lstm_ext import __main__ as entry
 from lstm_ext import _demo
 from lstm_ext._progress import Progress
@@ -33,8 +32,13 @@ def test_demo_runs_as_a_module_from_the_command_line(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     path = tmp_path / "cli.png"
-    done = subprocess.run([sys.executable, "-m", "lstm_ext", *TINY, "--plot", str(path)], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "lstm_ext", *TINY, "--plot", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "Held-out accuracy:" in done.stdout
     assert path.exists()
@@ -47,8 +51,9 @@ def test_missing_demo_extra_names_the_pip_install_and_exits_non_zero(monkeypatch
     assert "sklearn is not installed" in err and "-m pip install 'lstm_ext[demo]'" in err
 
 
-@pytest.mark.parametrize(("option", "value"), [("--epochs", "0"), ("--hidden", "0"), ("--batch-size", "0"),
-                                               ("--threads", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--epochs", "0"), ("--hidden", "0"), ("--batch-size", "0"), ("--threads", "0")]
+)
 def test_demo_rejects_a_non_positive_size_naming_the_option(capsys, option, value):
     assert _demo.main([option, value]) == 2
     assert f"{option}: expected an int >= 1, got 0" in capsys.readouterr().err

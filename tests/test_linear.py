@@ -4,12 +4,11 @@ differences and torch, accumulation, and clear errors."""
 
 from __future__ import annotations
 
+import lstm_ext
 import numpy as np
 import pytest
-from gradcheck import numerical_grad
-
-import lstm_ext
 from conftest import FD_TOL, tol
+from gradcheck import numerical_grad
 
 LEADING = [(), (1,), (5,), (3, 4)]
 
@@ -26,7 +25,9 @@ def test_gradients_match_finite_differences(rng, leading, bias):
     def f(_):
         return float(np.vdot(layer(x, training=False), dy))
 
-    np.testing.assert_allclose(dx, numerical_grad(lambda x_: np.vdot(layer(x_, training=False), dy), x), **FD_TOL)
+    np.testing.assert_allclose(
+        dx, numerical_grad(lambda x_: np.vdot(layer(x_, training=False), dy), x), **FD_TOL
+    )
     for name, param in layer.named_parameters():
         np.testing.assert_allclose(layer.grads[name], numerical_grad(f, param), **FD_TOL, err_msg=name)
 

@@ -4,12 +4,11 @@ for large logits, and bad targets that raise naming the argument and the shapes.
 
 from __future__ import annotations
 
+import lstm_ext
 import numpy as np
 import pytest
-from gradcheck import numerical_grad
-
-import lstm_ext
 from conftest import FD_TOL
+from gradcheck import numerical_grad
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -23,8 +22,9 @@ def _scalar(loss) -> float:
 def test_mse_gradient_matches_finite_differences(rng, reduction, shape):
     x, t = rng.standard_normal(shape), rng.standard_normal(shape)
     _, grad = lstm_ext.mse_loss(x, t, reduction)
-    np.testing.assert_allclose(grad, numerical_grad(lambda x_: _scalar(lstm_ext.mse_loss(x_, t, reduction)[0]), x),
-                               **FD_TOL)
+    np.testing.assert_allclose(
+        grad, numerical_grad(lambda x_: _scalar(lstm_ext.mse_loss(x_, t, reduction)[0]), x), **FD_TOL
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -47,8 +47,10 @@ def test_losses_and_gradients_match_torch(rng, reduction, dtype):
     x = (rng.standard_normal((7, 5)) * 4).astype(dtype)
     target_cls = rng.integers(0, 5, size=7)
     target_reg = rng.standard_normal((7, 5)).astype(dtype)
-    for ours_fn, theirs_fn, target in ((lstm_ext.cross_entropy, F.cross_entropy, target_cls),
-                                       (lstm_ext.mse_loss, F.mse_loss, target_reg)):
+    for ours_fn, theirs_fn, target in (
+        (lstm_ext.cross_entropy, F.cross_entropy, target_cls),
+        (lstm_ext.mse_loss, F.mse_loss, target_reg),
+    ):
         loss, grad = ours_fn(x, target, reduction)
         tx = torch.tensor(x, requires_grad=True)
         tloss = theirs_fn(tx, torch.from_numpy(target), reduction=reduction)
@@ -74,10 +76,15 @@ def test_mean_reductions_return_floats():
 
 
 def test_wrong_target_shape_names_argument_and_shapes():
-    with pytest.raises(ValueError, match=r"target: expected shape \(4,\) \(one class index per row of input "
-                                         r"\(4, 3\)\), got \(4, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target: expected shape \(4,\) \(one class index per row of input "
+        r"\(4, 3\)\), got \(4, 1\)",
+    ):
         lstm_ext.cross_entropy(np.zeros((4, 3)), np.zeros((4, 1), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"target: expected shape \(4, 3\) \(the shape of input\), got \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"target: expected shape \(4, 3\) \(the shape of input\), got \(4,\)"
+    ):
         lstm_ext.mse_loss(np.zeros((4, 3)), np.zeros(4))
 
 

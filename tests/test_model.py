@@ -4,17 +4,19 @@ modes that reach every sub-layer, weights that round-trip through .npz and load 
 
 from __future__ import annotations
 
+import lstm_ext
 import numpy as np
 import pytest
-from gradcheck import numerical_grad
-
-import lstm_ext
 from conftest import FD_TOL
+from gradcheck import numerical_grad
 
 
 def _classifier(dtype=np.float64) -> lstm_ext.Sequential:
-    return lstm_ext.Sequential(lstm_ext.LSTM(3, 5, batch_first=True, dtype=dtype, seed=0),
-                               lstm_ext.LastStep(batch_first=True), lstm_ext.Linear(5, 2, dtype=dtype, seed=1))
+    return lstm_ext.Sequential(
+        lstm_ext.LSTM(3, 5, batch_first=True, dtype=dtype, seed=0),
+        lstm_ext.LastStep(batch_first=True),
+        lstm_ext.Linear(5, 2, dtype=dtype, seed=1),
+    )
 
 
 class Tagger(lstm_ext.Model):
@@ -152,7 +154,9 @@ def test_last_step_picks_the_last_step_in_either_layout(rng):
 
 
 def test_sequential_applies_a_head_at_every_step_without_last_step(rng):
-    model = lstm_ext.Sequential(lstm_ext.LSTM(3, 5, dtype=np.float64), lstm_ext.Linear(5, 1, dtype=np.float64))
+    model = lstm_ext.Sequential(
+        lstm_ext.LSTM(3, 5, dtype=np.float64), lstm_ext.Linear(5, 1, dtype=np.float64)
+    )
     assert model(rng.standard_normal((6, 2, 3))).shape == (6, 2, 1)
     assert len(model) == 2 and isinstance(model[1], lstm_ext.Linear) and list(model)[0] is model[0]
 
@@ -164,12 +168,16 @@ def test_bad_layers_raise_clear_errors():
         lstm_ext.Sequential(np.tanh)
     with pytest.raises(NotImplementedError, match="subclasses of Model implement forward"):
         lstm_ext.Model()(np.zeros(2))
-    with pytest.raises(ValueError, match=r"y: expected 3 dimensions \(T, N, F\) or 2 \(T, F\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"y: expected 3 dimensions \(T, N, F\) or 2 \(T, F\), got shape \(3,\)"
+    ):
         lstm_ext.LastStep()(np.zeros(3))
 
     class Forgetful(lstm_ext.Model):
         def __init__(self) -> None:
             self.head = lstm_ext.Linear(2, 2)
 
-    with pytest.raises(RuntimeError, match=r"Forgetful: call super\(\).__init__\(\) before assigning attributes"):
+    with pytest.raises(
+        RuntimeError, match=r"Forgetful: call super\(\).__init__\(\) before assigning attributes"
+    ):
         Forgetful()

@@ -5,10 +5,9 @@ naming the argument."""
 
 from __future__ import annotations
 
+import lstm_ext
 import numpy as np
 import pytest
-
-import lstm_ext
 from lstm_ext import optim
 
 STEPS = 6
@@ -39,7 +38,10 @@ def _run_both(make_ours, make_theirs, rng):
 TORCH_CASES = {
     "sgd": (dict(lr=0.1), "SGD"),
     "sgd_momentum": (dict(lr=0.1, momentum=0.9), "SGD"),
-    "sgd_momentum_dampening_weight_decay": (dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01), "SGD"),
+    "sgd_momentum_dampening_weight_decay": (
+        dict(lr=0.05, momentum=0.8, dampening=0.3, weight_decay=0.01),
+        "SGD",
+    ),
     "sgd_nesterov": (dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), "SGD"),
     "adam": (dict(lr=0.01), "Adam"),
     "adam_betas_eps_weight_decay": (dict(lr=0.02, betas=(0.5, 0.9), eps=1e-3, weight_decay=0.1), "Adam"),
@@ -55,8 +57,9 @@ TORCH_CASES = {
 def test_each_step_matches_torch(rng, case):
     torch = pytest.importorskip("torch")
     kwargs, name = TORCH_CASES[case]
-    ours, theirs = _run_both(lambda m: getattr(optim, name)(m, **kwargs),
-                             lambda p: getattr(torch.optim, name)(p, **kwargs), rng)
+    ours, theirs = _run_both(
+        lambda m: getattr(optim, name)(m, **kwargs), lambda p: getattr(torch.optim, name)(p, **kwargs), rng
+    )
     for step, (a, b) in enumerate(zip(ours, theirs)):
         for key in a:
             np.testing.assert_allclose(a[key], b[key], rtol=1e-13, atol=1e-15, err_msg=f"step {step}, {key}")
@@ -114,18 +117,27 @@ def test_a_float32_layer_keeps_its_dtype():
     assert layer.weight.dtype == np.float32
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda m: optim.SGD(m, lr=-0.1), "lr: expected a float >= 0, got -0.1"),
-    (lambda m: optim.SGD(m, lr=0.1, momentum=-1), "momentum: expected a float >= 0, got -1"),
-    (lambda m: optim.SGD(m, lr=0.1, weight_decay=-1e-3), "weight_decay: expected a float >= 0, got -0.001"),
-    (lambda m: optim.SGD(m, lr=0.1, nesterov=True), "nesterov: needs momentum > 0 and dampening == 0"),
-    (lambda m: optim.SGD(m, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov: needs momentum > 0"),
-    (lambda m: optim.Adam(m, lr=float("nan")), "lr: expected a float >= 0, got nan"),
-    (lambda m: optim.Adam(m, betas=(0.9, 1.0)), r"betas\[1\]: expected a float in \[0, 1\), got 1.0"),
-    (lambda m: optim.Adam(m, betas=(-0.1, 0.9)), r"betas\[0\]: expected a float >= 0, got -0.1"),
-    (lambda m: optim.Adam(m, eps=-1.0), "eps: expected a float >= 0, got -1.0"),
-    (lambda m: optim.AdamW(m, weight_decay=-1.0), "weight_decay: expected a float >= 0, got -1.0"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda m: optim.SGD(m, lr=-0.1), "lr: expected a float >= 0, got -0.1"),
+        (lambda m: optim.SGD(m, lr=0.1, momentum=-1), "momentum: expected a float >= 0, got -1"),
+        (
+            lambda m: optim.SGD(m, lr=0.1, weight_decay=-1e-3),
+            "weight_decay: expected a float >= 0, got -0.001",
+        ),
+        (lambda m: optim.SGD(m, lr=0.1, nesterov=True), "nesterov: needs momentum > 0 and dampening == 0"),
+        (
+            lambda m: optim.SGD(m, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
+            "nesterov: needs momentum > 0",
+        ),
+        (lambda m: optim.Adam(m, lr=float("nan")), "lr: expected a float >= 0, got nan"),
+        (lambda m: optim.Adam(m, betas=(0.9, 1.0)), r"betas\[1\]: expected a float in \[0, 1\), got 1.0"),
+        (lambda m: optim.Adam(m, betas=(-0.1, 0.9)), r"betas\[0\]: expected a float >= 0, got -0.1"),
+        (lambda m: optim.Adam(m, eps=-1.0), "eps: expected a float >= 0, got -1.0"),
+        (lambda m: optim.AdamW(m, weight_decay=-1.0), "weight_decay: expected a float >= 0, got -1.0"),
+    ],
+)
 def test_bad_settings_raise_naming_the_argument(make, message):
     with pytest.raises(ValueError, match=message):
         make(_layer())
@@ -133,7 +145,9 @@ def test_bad_settings_raise_naming_the_argument(make, message):
 
 def test_passing_parameter_arrays_instead_of_the_model_explains_what_to_pass():
     layer = _layer()
-    with pytest.raises(TypeError, match=r"params: expected a layer or model .* got ndarray .*pass the model itself"):
+    with pytest.raises(
+        TypeError, match=r"params: expected a layer or model .* got ndarray .*pass the model itself"
+    ):
         optim.SGD(layer.parameters(), lr=0.1)
     with pytest.raises(TypeError, match="lr: expected a float >= 0, got str"):
         optim.SGD(layer, lr="0.1")

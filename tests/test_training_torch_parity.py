@@ -11,12 +11,12 @@ within a few steps.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, List, Tuple
 
+import lstm_ext
 import numpy as np
 import pytest
-
-import lstm_ext
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -43,17 +43,21 @@ def build(task: str, num_layers: int) -> Tuple[lstm_ext.Sequential, Any]:
     per-step scalar for regression."""
     lstm = lstm_ext.LSTM(I, H, num_layers, batch_first=True, dtype=np.float64, seed=1)
     if task == "classification":
-        ours = lstm_ext.Sequential(lstm, lstm_ext.LastStep(batch_first=True),
-                                   lstm_ext.Linear(H, CLASSES, dtype=np.float64, seed=2))
-        theirs = torch.nn.Sequential(torch.nn.LSTM(I, H, num_layers, batch_first=True), _TakeOutput(True),
-                                     torch.nn.Linear(H, CLASSES))
+        ours = lstm_ext.Sequential(
+            lstm, lstm_ext.LastStep(batch_first=True), lstm_ext.Linear(H, CLASSES, dtype=np.float64, seed=2)
+        )
+        theirs = torch.nn.Sequential(
+            torch.nn.LSTM(I, H, num_layers, batch_first=True), _TakeOutput(True), torch.nn.Linear(H, CLASSES)
+        )
     else:
         ours = lstm_ext.Sequential(lstm, lstm_ext.Linear(H, 1, dtype=np.float64, seed=2))
-        theirs = torch.nn.Sequential(torch.nn.LSTM(I, H, num_layers, batch_first=True), _TakeOutput(False),
-                                     torch.nn.Linear(H, 1))
+        theirs = torch.nn.Sequential(
+            torch.nn.LSTM(I, H, num_layers, batch_first=True), _TakeOutput(False), torch.nn.Linear(H, 1)
+        )
     theirs = theirs.double()
-    theirs.load_state_dict({_torch_key(task, k): torch.from_numpy(v) for k, v in ours.state_dict().items()},
-                           strict=True)
+    theirs.load_state_dict(
+        {_torch_key(task, k): torch.from_numpy(v) for k, v in ours.state_dict().items()}, strict=True
+    )
     return ours, theirs
 
 
@@ -80,23 +84,37 @@ def batches(task: str) -> List[Tuple[np.ndarray, np.ndarray]]:
 # name: (task, layers, our optimizer, torch's optimizer, clip) with clip in ("norm", "value", None)
 CASES: Dict[str, Tuple[str, int, Callable[[Any], Any], Callable[[Any], Any], Any]] = {
     "adam_cross_entropy_two_layers_clip_norm": (
-        "classification", 2,
-        lambda m: lstm_ext.optim.Adam(m, lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01), "norm"),
+        "classification",
+        2,
+        lambda m: lstm_ext.optim.Adam(m, lr=0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01),
+        "norm",
+    ),
     "sgd_momentum_mse": (
-        "regression", 1,
+        "regression",
+        1,
         lambda m: lstm_ext.optim.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
-        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3), None),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+        None,
+    ),
     "sgd_nesterov_cross_entropy_clip_value": (
-        "classification", 1,
+        "classification",
+        1,
         lambda m: lstm_ext.optim.SGD(m, lr=0.3, momentum=0.8, nesterov=True),
-        lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.8, nesterov=True), "value"),
+        lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.8, nesterov=True),
+        "value",
+    ),
     "adamw_amsgrad_mse_clip_norm": (
-        "regression", 2,
+        "regression",
+        2,
         lambda m: lstm_ext.optim.AdamW(m, lr=0.005, weight_decay=0.1, amsgrad=True),
-        lambda p: torch.optim.AdamW(p, lr=0.005, weight_decay=0.1, amsgrad=True), "norm"),
+        lambda p: torch.optim.AdamW(p, lr=0.005, weight_decay=0.1, amsgrad=True),
+        "norm",
+    ),
 }
 
 
+@functools.lru_cache(maxsize=None)  # both tests of a case read the same run
 def train_both(case: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray], Dict[str, Any]]:
     task, layers, make_ours, make_theirs, clip = CASES[case]
     ours, theirs = build(task, layers)
@@ -105,7 +123,11 @@ def train_both(case: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]
     for x, target in batches(task):
         opt.zero_grad()
         out = ours(x)
-        loss, grad = lstm_ext.cross_entropy(out, target) if task == "classification" else lstm_ext.mse_loss(out, target)
+        loss, grad = (
+            lstm_ext.cross_entropy(out, target)
+            if task == "classification"
+            else lstm_ext.mse_loss(out, target)
+        )
         ours.backward(grad)
         if clip == "norm":
             lstm_ext.clip_grad_norm_(ours, max_norm=0.5)
@@ -117,8 +139,11 @@ def train_both(case: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]
         topt.zero_grad()
         tout = theirs(torch.from_numpy(x))
         ttarget = torch.from_numpy(target)
-        tloss = (torch.nn.functional.cross_entropy(tout, ttarget) if task == "classification"
-                 else torch.nn.functional.mse_loss(tout, ttarget))
+        tloss = (
+            torch.nn.functional.cross_entropy(tout, ttarget)
+            if task == "classification"
+            else torch.nn.functional.mse_loss(tout, ttarget)
+        )
         tloss.backward()
         if clip == "norm":
             torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm=0.5)
@@ -127,8 +152,12 @@ def train_both(case: str) -> Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]
         topt.step()
         theirs_losses.append(tloss.item())
     theirs_state = {k: v.numpy() for k, v in theirs.state_dict().items()}
-    return (np.array(ours_losses), np.array(theirs_losses),
-            {_torch_key(task, k): v for k, v in ours.state_dict().items()}, theirs_state)
+    return (
+        np.array(ours_losses),
+        np.array(theirs_losses),
+        {_torch_key(task, k): v for k, v in ours.state_dict().items()},
+        theirs_state,
+    )
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
@@ -34,8 +34,9 @@ def missing_extra() -> Optional[str]:
     return None
 
 
-def load_digits(test_fraction: float, seed: int, dtype: type = np.float32
-                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_digits(
+    test_fraction: float, seed: int, dtype: type = np.float32
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The digits as ``(N, T=8, I=8)`` sequences scaled to [0, 1], split stratified into train and held-out.
 
     Returns ``x_train, y_train, x_test, y_test``; ``y`` are int64 classes 0-9.
@@ -46,8 +47,9 @@ def load_digits(test_fraction: float, seed: int, dtype: type = np.float32
     digits = sk_load_digits()
     x = (digits.images / 16.0).astype(dtype)  # (1797, 8, 8): row r of the image is time step r
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y,
-                                                        random_state=seed)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=seed
+    )
     return x_train, y_train, x_test, y_test
 
 
@@ -60,18 +62,27 @@ def build_model(hidden: int, seed: int, dtype: type = np.float32) -> lstm_ext.Se
     )
 
 
-def run_epoch(model: lstm_ext.Sequential, opt: lstm_ext.optim.Optimizer, x: np.ndarray, y: np.ndarray,
-              batch_size: int, rng: np.random.Generator, progress: Optional[Progress] = None) -> List[float]:
+def run_epoch(
+    model: lstm_ext.Sequential,
+    opt: lstm_ext.optim.Optimizer,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    progress: Optional[Progress] = None,
+) -> List[float]:
     """One pass over ``(x, y)`` in shuffled mini-batches; the batch losses."""
     model.train()
     order = rng.permutation(len(x))
     losses = []
     for start in range(0, len(x), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         opt.zero_grad()
         loss, dlogits = lstm_ext.cross_entropy(model(x[idx]), y[idx])
         model.backward(dlogits)
-        lstm_ext.clip_grad_norm_(model, max_norm=5.0)  # a guard against a rare exploding batch, not a tuning knob
+        lstm_ext.clip_grad_norm_(
+            model, max_norm=5.0
+        )  # a guard against a rare exploding batch, not a tuning knob
         opt.step()
         losses.append(float(loss))
         if progress is not None:
@@ -92,8 +103,14 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def plot(path: str, batch_losses: List[float], batches_per_epoch: int, accuracies: List[float],
-         baseline: float, matrix: np.ndarray) -> None:
+def plot(
+    path: str,
+    batch_losses: List[float],
+    batches_per_epoch: int,
+    accuracies: List[float],
+    baseline: float,
+    matrix: np.ndarray,
+) -> None:
     """Write the PNG: training loss and held-out accuracy per epoch; the held-out confusion matrix."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -105,7 +122,7 @@ def plot(path: str, batch_losses: List[float], batches_per_epoch: int, accuracie
     steps = np.arange(1, len(batch_losses) + 1) / batches_per_epoch
     ax_loss.plot(steps, batch_losses, color="tab:blue", alpha=0.3, lw=0.8, label="batch loss")
     epochs = np.arange(1, len(accuracies) + 1)
-    per_epoch = [np.mean(batch_losses[(e - 1) * batches_per_epoch:e * batches_per_epoch]) for e in epochs]
+    per_epoch = [np.mean(batch_losses[(e - 1) * batches_per_epoch : e * batches_per_epoch]) for e in epochs]
     ax_loss.plot(epochs, per_epoch, "o-", color="tab:blue", label="epoch mean loss")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy (train)", yscale="log", title="Training")
     ax_acc = ax_loss.twinx()
@@ -118,10 +135,22 @@ def plot(path: str, batch_losses: List[float], batches_per_epoch: int, accuracie
     ax_cm.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         if count:
-            ax_cm.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                       color="white" if count > matrix.max() / 2 else "black")
-    ax_cm.set(xticks=range(CLASSES), yticks=range(CLASSES), xlabel="predicted digit", ylabel="true digit",
-              title=f"Held-out confusion matrix (accuracy {accuracies[-1]:.1%})")
+            ax_cm.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if count > matrix.max() / 2 else "black",
+            )
+    ax_cm.set(
+        xticks=range(CLASSES),
+        yticks=range(CLASSES),
+        xlabel="predicted digit",
+        ylabel="true digit",
+        title=f"Held-out confusion matrix (accuracy {accuracies[-1]:.1%})",
+    )
     fig.savefig(path, dpi=110)
 
 
@@ -129,23 +158,37 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m lstm_ext",
         description="Train an LSTM with lstm_ext on scikit-learn's handwritten digits (each 8x8 image read row "
-                    "by row as an 8-step sequence), print the held-out accuracy next to the majority-class "
-                    "baseline and write a PNG of the loss curve and the confusion matrix.",
+        "by row as an 8-step sequence), print the held-out accuracy next to the majority-class "
+        "baseline and write a PNG of the loss curve and the confusion matrix.",
         epilog="Other commands: 'python -m lstm_ext check' (or --check-only) runs the self-check against the "
-               "NumPy reference; 'python -m lstm_ext check --help' lists its options.",
+        "NumPy reference; 'python -m lstm_ext check --help' lists its options.",
     )
     p.add_argument("--dataset", choices=["digits"], default="digits", help="data set (default: digits)")
     p.add_argument("--epochs", type=int, default=20, help="passes over the training set (default: 20)")
     p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size H (default: 64)")
     p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    p.add_argument("--lr", type=float, default=1e-2,
-                   help="Adam's learning rate at the start, cosine-decayed towards 0 (default: 0.01)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of the data (default: 0.2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="lstm_ext kernel threads (default: 1: at 32 sequences of 8 steps there is little to share)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-2,
+        help="Adam's learning rate at the start, cosine-decayed towards 0 (default: 0.01)",
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.2, help="held-out share of the data (default: 0.2)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="lstm_ext kernel threads (default: 1: at 32 sequences of 8 steps there is little to share)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the batches")
-    p.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
-                   help=f"where to write the PNG (default: ./{DEFAULT_PLOT})")
+    p.add_argument(
+        "--plot",
+        default=DEFAULT_PLOT,
+        metavar="PATH",
+        help=f"where to write the PNG (default: ./{DEFAULT_PLOT})",
+    )
     return p
 
 
@@ -154,14 +197,20 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
     out = sys.stdout if stream is None else stream
     missing = missing_extra()
     if missing is not None:
-        print(f"The demo needs the 'demo' extra ({missing} is not installed). Install it with:\n"
-              f"    {sys.executable} -m pip install 'lstm_ext[demo]'\n"
-              f"or, for a local checkout:  {sys.executable} -m pip install '.[demo]'\n"
-              f"(that is: {sys.executable} -m pip install scikit-learn matplotlib). "
-              "The self-check needs neither: python -m lstm_ext check", file=sys.stderr)
+        print(
+            f"The demo needs the 'demo' extra ({missing} is not installed). Install it with:\n"
+            f"    {sys.executable} -m pip install 'lstm_ext[demo]'\n"
+            f"or, for a local checkout:  {sys.executable} -m pip install '.[demo]'\n"
+            f"(that is: {sys.executable} -m pip install scikit-learn matplotlib). "
+            "The self-check needs neither: python -m lstm_ext check",
+            file=sys.stderr,
+        )
         return 2
-    for name, value, low in (("--epochs", args.epochs, 1), ("--hidden", args.hidden, 1),
-                             ("--batch-size", args.batch_size, 1)):
+    for name, value, low in (
+        ("--epochs", args.epochs, 1),
+        ("--hidden", args.hidden, 1),
+        ("--batch-size", args.batch_size, 1),
+    ):
         if value < low:
             print(f"{name}: expected an int >= {low}, got {value}", file=sys.stderr)
             return 2
@@ -186,11 +235,17 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     counts = np.bincount(y_train, minlength=CLASSES)
     majority = int(np.argmax(counts))
     baseline = float(np.mean(y_test == majority))
-    print(f"lstm_ext {lstm_ext.__version__}  ·  {lstm_ext.get_num_threads()} thread(s)\n"
-          f"Data: scikit-learn digits, {len(x_train)} train / {len(x_test)} held-out images, each read as "
-          f"T=8 rows of I=8 pixels\nModel: {model!r}".replace("\n(", "\n  ("), file=out)
-    print(f"Training: Adam lr={args.lr} (cosine decay), batch {args.batch_size}, {args.epochs} epochs, "
-          "cross-entropy", file=out)
+    print(
+        f"lstm_ext {lstm_ext.__version__}  ·  {lstm_ext.get_num_threads()} thread(s)\n"
+        f"Data: scikit-learn digits, {len(x_train)} train / {len(x_test)} held-out images, each read as "
+        f"T=8 rows of I=8 pixels\nModel: {model!r}".replace("\n(", "\n  ("),
+        file=out,
+    )
+    print(
+        f"Training: Adam lr={args.lr} (cosine decay), batch {args.batch_size}, {args.epochs} epochs, "
+        "cross-entropy",
+        file=out,
+    )
 
     rng = np.random.default_rng(args.seed)
     batch_losses: List[float] = []
@@ -212,10 +267,14 @@ def _train(args: argparse.Namespace, out: TextIO) -> int:
     batches_per_epoch = -(-len(x_train) // args.batch_size)
     plot(args.plot, batch_losses, batches_per_epoch, accuracies, baseline, matrix)
     samples = args.epochs * len(x_train)
-    results: Dict[str, float] = {"accuracy": accuracy, "baseline": baseline}
-    print(f"\nHeld-out accuracy: {results['accuracy']:.1%}  (majority-class baseline: {results['baseline']:.1%}, "
-          f"always predicting digit {majority}; error rate {1 - accuracy:.1%} vs {1 - baseline:.1%})", file=out)
-    print(f"Training: {train_time:.1f} s, {samples / train_time:,.0f} samples/s; total {time.perf_counter() - start:.1f} s",
-          file=out)
+    print(
+        f"\nHeld-out accuracy: {accuracy:.1%}  (majority-class baseline: {baseline:.1%}, always predicting "
+        f"digit {majority}; error rate {1 - accuracy:.1%} vs {1 - baseline:.1%})",
+        file=out,
+    )
+    total = time.perf_counter() - start
+    print(
+        f"Training: {train_time:.1f} s, {samples / train_time:,.0f} samples/s; total {total:.1f} s", file=out
+    )
     print(f"Plot: {os.path.abspath(args.plot)}", file=out)
     return 0

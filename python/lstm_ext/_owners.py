@@ -20,10 +20,18 @@ def owners(name: str, value: Any) -> List[Any]:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if not is_owner(item):
-            hint = (" (parameters are plain arrays without gradients here: pass the model itself, e.g. "
-                    "SGD(model, lr=0.1))") if isinstance(item, np.ndarray) else ""
-            raise TypeError(f"{name}: expected a layer or model with named_parameters() and grads, or a list of "
-                            f"them, got {type(item).__name__}{hint}")
+            hint = (
+                (
+                    " (parameters are plain arrays without gradients here: pass the model itself, e.g. "
+                    "SGD(model, lr=0.1))"
+                )
+                if isinstance(item, np.ndarray)
+                else ""
+            )
+            raise TypeError(
+                f"{name}: expected a layer or model with named_parameters() and grads, or a list of "
+                f"them, got {type(item).__name__}{hint}"
+            )
     if not items:
         raise ValueError(f"{name}: expected at least one layer or model, got an empty {type(value).__name__}")
     return items

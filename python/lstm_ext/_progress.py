@@ -66,5 +66,7 @@ class Progress:
         filled = int(self.width * self.done / max(self.total, 1))
         bar = "#" * filled + "-" * (self.width - filled)
         digits = len(str(self.total))
-        return (f"{self.label} [{bar}] {self.done:{digits}d}/{self.total}  loss {self.loss:.4f}  "
-                f"{self.rate:9,.0f} samples/s")
+        return (
+            f"{self.label} [{bar}] {self.done:{digits}d}/{self.total}  loss {self.loss:.4f}  "
+            f"{self.rate:9,.0f} samples/s"
+        )

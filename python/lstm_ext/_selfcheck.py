@@ -14,7 +14,6 @@ Exits with status 1 if any check fails.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 

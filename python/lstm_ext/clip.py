@@ -34,8 +34,9 @@ def _norm(array: np.ndarray, norm_type: float) -> float:
     return float(np.sum(flat**norm_type) ** (1.0 / norm_type))
 
 
-def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> float:
+def clip_grad_norm_(
+    parameters: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> float:
     """Scale the gradients in place so that their total norm is at most ``max_norm``, as torch.
 
     The total norm is the ``norm_type``-norm of all gradients taken as one vector (the norm of the per-array
@@ -70,8 +71,10 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
     norms = np.array([_norm(g, norm_type) for g in grads])
     total = _norm(norms, norm_type)
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; "
-                           "set error_if_nonfinite=False to clip anyway")
+        raise RuntimeError(
+            f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; "
+            "set error_if_nonfinite=False to clip anyway"
+        )
     coef = min(max_norm / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
     # A non-finite norm gives torch's result without a warning: inf * 0 and anything * nan are NaN.
     with np.errstate(invalid="ignore"):

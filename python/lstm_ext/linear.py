@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -35,14 +35,19 @@ class Linear(Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = np.float32,
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        dtype: Any = np.float32,
         seed: Optional[int] = None,
     ) -> None:
         super().__init__(dtype)
         self.in_features = check_size("in_features", in_features)
         self.out_features = check_size("out_features", out_features)
         self._has_bias = bool(bias)
-        shapes = {"weight": (self.out_features, self.in_features)}
+        shapes: Dict[str, Tuple[int, ...]] = {"weight": (self.out_features, self.in_features)}
         if self._has_bias:
             shapes["bias"] = (self.out_features,)
         else:
@@ -71,8 +76,10 @@ class Linear(Module):
         """
         x = as_float_array("x", x, self.dtype)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x: expected shape (..., {self.in_features}) (in_features={self.in_features}), "
-                             f"got {shape_str(x.shape)}")
+            raise ValueError(
+                f"x: expected shape (..., {self.in_features}) (in_features={self.in_features}), "
+                f"got {shape_str(x.shape)}"
+            )
         y = x @ self._params["weight"].T
         if self._has_bias:
             y += self._params["bias"]

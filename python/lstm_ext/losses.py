@@ -53,7 +53,9 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tuple[Loss, np
     x = _float_input("input", input)
     t = np.asarray(target, dtype=x.dtype)
     if t.shape != x.shape:
-        raise ValueError(f"target: expected shape {shape_str(x.shape)} (the shape of input), got {shape_str(t.shape)}")
+        raise ValueError(
+            f"target: expected shape {shape_str(x.shape)} (the shape of input), got {shape_str(t.shape)}"
+        )
     diff = x - t
     if reduction == "none":
         return diff * diff, 2 * diff
@@ -87,13 +89,17 @@ def cross_entropy(input: Any, target: Any, reduction: str = "mean") -> Tuple[Los
     _check_reduction(reduction)
     x = _float_input("input", input)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
-        raise ValueError(f"input: expected logits of shape (N, C) or (C,) with C >= 1, got {shape_str(x.shape)}")
+        raise ValueError(
+            f"input: expected logits of shape (N, C) or (C,) with C >= 1, got {shape_str(x.shape)}"
+        )
     t = np.asarray(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"target: expected integer class indices, got dtype {t.dtype.name}")
     if t.shape != x.shape[:-1]:
-        raise ValueError(f"target: expected shape {shape_str(x.shape[:-1])} (one class index per row of input "
-                         f"{shape_str(x.shape)}), got {shape_str(t.shape)}")
+        raise ValueError(
+            f"target: expected shape {shape_str(x.shape[:-1])} (one class index per row of input "
+            f"{shape_str(x.shape)}), got {shape_str(t.shape)}"
+        )
     classes = x.shape[-1]
     if t.size and (t.min() < 0 or t.max() >= classes):
         bad = int(t.min()) if t.min() < 0 else int(t.max())

@@ -46,6 +46,9 @@ class Model:
     :meth:`backward` adds to the gradients (torch's semantics); :meth:`zero_grad` clears them.
     """
 
+    _children: Dict[str, Layer]
+    training: bool
+
     def __init__(self) -> None:
         object.__setattr__(self, "_children", {})
         object.__setattr__(self, "training", True)
@@ -84,8 +87,11 @@ class Model:
 
     def named_parameters(self) -> List[Tuple[str, np.ndarray]]:
         """``(dotted name, array)`` pairs of the live parameters of every sub-layer, e.g. ``0.weight_ih_l0``."""
-        return [(f"{prefix}.{name}", p) for prefix, child in self._children.items()
-                for name, p in child.named_parameters()]
+        return [
+            (f"{prefix}.{name}", p)
+            for prefix, child in self._children.items()
+            for name, p in child.named_parameters()
+        ]
 
     def parameters(self) -> List[np.ndarray]:
         """The live parameter arrays, in :meth:`state_dict` order (an optimizer updates them in place)."""
@@ -94,7 +100,11 @@ class Model:
     @property
     def grads(self) -> Dict[str, np.ndarray]:
         """The live gradient arrays under the dotted names of :meth:`named_parameters`."""
-        return {f"{prefix}.{name}": g for prefix, child in self._children.items() for name, g in child.grads.items()}
+        return {
+            f"{prefix}.{name}": g
+            for prefix, child in self._children.items()
+            for name, g in child.grads.items()
+        }
 
     def zero_grad(self) -> None:
         """Set every gradient to zero (in place)."""
@@ -129,15 +139,17 @@ class Model:
             missing = [k for k in own if k not in state_dict]
             unexpected = [k for k in state_dict if k not in own]
             if missing or unexpected:
-                raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}; "
-                               f"expected exactly {list(own)}")
+                raise KeyError(
+                    f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}; "
+                    f"expected exactly {list(own)}"
+                )
         for key, value in state_dict.items():
             shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
             if key in own and shape != own[key].shape:
                 raise ValueError(f"{key}: expected shape {own[key].shape}, got {shape}")
         for prefix, child in self._children.items():
             lead = prefix + "."
-            part = {k[len(lead):]: v for k, v in state_dict.items() if k.startswith(lead)}
+            part = {k[len(lead) :]: v for k, v in state_dict.items() if k.startswith(lead)}
             child.load_state_dict(part, strict=False)
 
     def save(self, path: PathLike) -> None:
@@ -180,8 +192,10 @@ class LastStep(Model):
         """``(T, N, F)`` (``(N, T, F)`` with ``batch_first``; unbatched ``(T, F)``) -> ``(N, F)`` (``(F,)``)."""
         y = np.asarray(y)
         if y.ndim not in (2, 3):
-            raise ValueError(f"y: expected 3 dimensions {'(N, T, F)' if self.batch_first else '(T, N, F)'} or 2 "
-                             f"(T, F), got shape {y.shape}")
+            raise ValueError(
+                f"y: expected 3 dimensions {'(N, T, F)' if self.batch_first else '(T, N, F)'} or 2 "
+                f"(T, F), got shape {y.shape}"
+            )
         self._shape = y.shape
         return y[:, -1] if self.batch_first and y.ndim == 3 else y[-1]
 
@@ -223,8 +237,10 @@ class Sequential(Model):
             if not isinstance(layer, (Module, Model)):
                 raise TypeError(f"layers[{k}]: expected a layer or model, got {type(layer).__name__}")
             if _is_cell(layer):
-                raise TypeError(f"layers[{k}]: {type(layer).__name__} runs one step and does not chain in a "
-                                "Sequential; use LSTM/GRU, or write a Model")
+                raise TypeError(
+                    f"layers[{k}]: {type(layer).__name__} runs one step and does not chain in a "
+                    "Sequential; use LSTM/GRU, or write a Model"
+                )
             self._children[str(k)] = layer
 
     def __len__(self) -> int:
@@ -239,7 +255,7 @@ class Sequential(Model):
     def forward(self, x: Any) -> Any:
         """The output of the last layer for input ``x`` (each layer's output is the next one's input)."""
         for layer in self._children.values():
-            x = layer(x)
+            x = layer(x)  # type: ignore[operator]  # every concrete layer is callable; Module declares no __call__
             if isinstance(layer, RecurrentBase):
                 x = x[0]
         return x

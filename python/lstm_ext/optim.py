@@ -91,16 +91,25 @@ class SGD(Optimizer):
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``, as in torch.
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         super().__init__(params, lr)
         self.momentum = _non_negative("momentum", momentum)
         self.dampening = _non_negative("dampening", dampening)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(f"nesterov: needs momentum > 0 and dampening == 0, got momentum={momentum}, "
-                             f"dampening={dampening}")
+            raise ValueError(
+                f"nesterov: needs momentum > 0 and dampening == 0, got momentum={momentum}, "
+                f"dampening={dampening}"
+            )
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, Any]) -> None:
         if self.weight_decay != 0:
@@ -144,8 +153,17 @@ class Adam(Optimizer):
         AdamW's decay of the weights themselves rather than of the gradient.
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, decoupled_weight_decay: bool = False) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
         super().__init__(params, lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
@@ -197,6 +215,13 @@ class AdamW(Adam):
         As in :class:`Adam`; ``weight_decay`` defaults to torch's 1e-2.
     """
 
-    def __init__(self, params: Any, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, decoupled_weight_decay=True)
