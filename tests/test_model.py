@@ -54,7 +54,15 @@ def test_parameters_are_the_live_arrays_of_the_sub_layers():
     assert model.grads["2.weight"] is model[2].grads["weight"]
 
 
-@pytest.mark.parametrize("make", [_classifier, Tagger], ids=["sequential", "model"])
+def _gru_classifier() -> lstm_ext.Sequential:
+    return lstm_ext.Sequential(
+        lstm_ext.GRU(3, 4, num_layers=2, batch_first=True, dtype=np.float64, seed=4),
+        lstm_ext.LastStep(batch_first=True),
+        lstm_ext.Linear(4, 2, dtype=np.float64, seed=5),
+    )
+
+
+@pytest.mark.parametrize("make", [_classifier, _gru_classifier, Tagger], ids=["sequential", "gru", "model"])
 def test_gradients_match_finite_differences(rng, make):
     model = make()
     x = rng.standard_normal((2, 4, 3))
