@@ -59,6 +59,19 @@ def test_demo_rejects_a_non_positive_size_naming_the_option(capsys, option, valu
     assert f"{option}: expected an int >= 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1"], "--lr: expected a float > 0, got -1.0"),
+        (["--test-fraction", "1"], "--test-fraction: expected a float in (0, 1), got 1.0"),
+        (["--plot", "/nonexistent-folder/x.png"], "--plot: the folder /nonexistent-folder does not exist"),
+    ],
+)
+def test_demo_rejects_bad_options_before_training(capsys, argv, message):
+    assert _demo.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--check-only"], ["check", "--check-only"]])
 def test_self_check_is_reached_by_check_only_and_by_the_check_command(capsys, argv):
     assert entry.main([*argv, "--check-shape", "3", "2", "2", "3"]) == 0

@@ -192,6 +192,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the options, before any training time is spent on them; None if nothing."""
+    for name, value in (
+        ("--epochs", args.epochs),
+        ("--hidden", args.hidden),
+        ("--batch-size", args.batch_size),
+        ("--threads", args.threads),
+    ):
+        if value < 1:
+            return f"{name}: expected an int >= 1, got {value}"
+    if not args.lr > 0:
+        return f"--lr: expected a float > 0, got {args.lr}"
+    if not 0 < args.test_fraction < 1:
+        return f"--test-fraction: expected a float in (0, 1), got {args.test_fraction}"
+    folder = os.path.dirname(os.path.abspath(args.plot))
+    if not os.path.isdir(folder):
+        return f"--plot: the folder {folder} does not exist"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) -> int:
     args = parser().parse_args(argv)
     out = sys.stdout if stream is None else stream
@@ -206,16 +226,9 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
             file=sys.stderr,
         )
         return 2
-    for name, value, low in (
-        ("--epochs", args.epochs, 1),
-        ("--hidden", args.hidden, 1),
-        ("--batch-size", args.batch_size, 1),
-    ):
-        if value < low:
-            print(f"{name}: expected an int >= {low}, got {value}", file=sys.stderr)
-            return 2
-    if args.threads < 1:
-        print(f"--threads: expected an int >= 1, got {args.threads}", file=sys.stderr)
+    problem = _check_args(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     lstm_ext.set_num_threads(args.threads)
     # NumPy's OpenBLAS would start its own threads for the head's small matrix products, and they busy-wait
