@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import lstm_ext
 from lstm_ext import reference
 
 SEED = 20240531
@@ -44,6 +45,16 @@ SHAPE_IDS = ["T{}N{}I{}H{}".format(*s) for s in SHAPES]
 TINY_SHAPES = [(1, 1, 1, 1), (3, 2, 2, 3), (4, 1, 3, 2)]
 TINY_IDS = ["T{}N{}I{}H{}".format(*s) for s in TINY_SHAPES]
 DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture
+def restore_num_threads():
+    """Whatever a test sets, the next test starts with the thread count it had (yields that count)."""
+    before = lstm_ext.get_num_threads()
+    try:
+        yield before
+    finally:
+        lstm_ext.set_num_threads(before)
 
 
 @pytest.fixture

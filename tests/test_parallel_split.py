@@ -33,13 +33,6 @@ IDS = [f"{k}-N{n}-L{l}{'-bidir' if b else ''}{f'-proj{p}' if p else ''}{'-ragged
        f"{'' if a else '-reset_before'}" for k, n, l, b, p, r, a in CASES]
 
 
-@pytest.fixture
-def restore_num_threads():
-    before = lstm_ext.get_num_threads()
-    yield
-    lstm_ext.set_num_threads(before)
-
-
 def make_layer(kind: str, layers: int, bidirectional: bool, proj: int, reset_after: bool, dtype, **extra):
     if kind == "lstm":
         return lstm_ext.LSTM(5, 8, layers, bidirectional=bidirectional, proj_size=proj, dtype=dtype, seed=1, **extra)

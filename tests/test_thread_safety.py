@@ -30,15 +30,6 @@ from lstm_ext import _core
 THREADS = 8
 
 
-@pytest.fixture
-def restore_num_threads():
-    before = lstm_ext.get_num_threads()
-    try:
-        yield before
-    finally:
-        lstm_ext.set_num_threads(before)
-
-
 def run_in_threads(jobs):
     """Runs every job (a callable) in its own thread, all released at once by a barrier; returns the results
     in the jobs' order and re-raises the first exception."""

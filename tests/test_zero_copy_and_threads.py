@@ -17,16 +17,6 @@ import pytest
 from conftest import assert_close
 
 
-@pytest.fixture
-def restore_num_threads():
-    """Whatever a test sets, the next test starts with the thread count it had."""
-    before = lstm_ext.get_num_threads()
-    try:
-        yield before
-    finally:
-        lstm_ext.set_num_threads(before)
-
-
 def peak_traced_bytes(fn) -> int:
     """Peak bytes allocated through Python's and NumPy's allocators while `fn()` runs (NumPy reports its array
     buffers to tracemalloc), over what was allocated before."""
