@@ -11,15 +11,17 @@ Index sequence_rows(const char* where, Index steps, Index batch, const std::int6
   if (batch_sizes == nullptr) return checked_product(where, {steps, batch});
   require(batch_sizes[0] == batch, where,
           "batch_sizes[0] must equal N=" + std::to_string(batch) + ", got " + std::to_string(batch_sizes[0]));
+  // Every batch_sizes[t] <= N (checked below, step by step), so the sum is at most T*N: checked first, so
+  // that summing can never overflow.
+  checked_product(where, {steps, batch});
   Index rows = 0;
   for (Index t = 0; t < steps; ++t) {
     const std::int64_t n = batch_sizes[t];
     require(n >= 1 && (t == 0 || n <= batch_sizes[t - 1]), where,
             "batch_sizes must be non-increasing and >= 1; batch_sizes[" + std::to_string(t) +
                 "] = " + std::to_string(n));
-    rows += static_cast<Index>(n);  // <= T*N, which was checked above
+    rows += static_cast<Index>(n);
   }
-  checked_product(where, {steps, batch});
   return rows;
 }
 
