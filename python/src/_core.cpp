@@ -120,7 +120,7 @@ StackShape stack_shape(const Array<Scalar>& x, const Sizes& batch_sizes, const A
   d.directions = directions;
   d.proj = proj;
   d.reverse = reverse;
-  const size_t count = static_cast<size_t>(layers * directions);
+  const size_t count = static_cast<size_t>(lstm_ext::checked_product("layers", {layers, directions}));
   if (w_hh.size() != count) throw std::invalid_argument("expected " + std::to_string(count) + " arrays in w_hh");
   expect_rank("w_hh[0]", w_hh[0], 2);
   if (w_hh[0].shape(0) % gates != 0)
