@@ -59,6 +59,9 @@ def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
     if value.dtype != dtype:
         hint = f"cast with .astype(np.{dtype.name})" if value.dtype.kind in "fiub" else "use a float array"
         raise TypeError(f"{name}: expected dtype {dtype.name}, got {value.dtype.name} ({hint})")
+    if not value.flags.aligned:
+        # A view at an odd offset of a byte buffer: the kernels load whole elements, so they get an aligned copy.
+        return value.copy()
     # ascontiguousarray would turn a 0-d array into shape (1,): leave it for the rank check to reject.
     return value if value.ndim == 0 else np.ascontiguousarray(value)
 

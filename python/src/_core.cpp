@@ -45,7 +45,16 @@ std::string shape_string(std::initializer_list<Index> dims) {
   return s + (dims.size() == 1 ? ",)" : ")");
 }
 
+// The kernels load whole elements: an array whose data is not aligned to its element size (a view into a
+// byte buffer at an odd offset) would be undefined behaviour in C++. The Python layer copies such arrays.
+void expect_aligned(const char* name, const py::array& a) {
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(a.itemsize()) != 0)
+    throw std::invalid_argument(std::string(name) + ": data not aligned to its " + std::to_string(a.itemsize()) +
+                                "-byte elements; pass a copy (a.copy())");
+}
+
 void expect_shape(const char* name, const py::array& a, std::initializer_list<Index> dims) {
+  expect_aligned(name, a);
   bool ok = a.ndim() == static_cast<py::ssize_t>(dims.size());
   py::ssize_t k = 0;
   for (Index d : dims) ok = ok && a.shape(k++) == d;
@@ -56,6 +65,7 @@ void expect_shape(const char* name, const py::array& a, std::initializer_list<In
 }
 
 void expect_rank(const char* name, const py::array& a, py::ssize_t rank) {
+  expect_aligned(name, a);
   if (a.ndim() != rank) {
     throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(rank) + " dimensions, got " +
                                 shape_string(a));
