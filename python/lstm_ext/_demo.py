@@ -215,6 +215,11 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
 def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) -> int:
     args = parser().parse_args(argv)
     out = sys.stdout if stream is None else stream
+    # Bad options first: they are wrong whatever is installed.
+    problem = _check_args(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     missing = missing_extra()
     if missing is not None:
         print(
@@ -225,10 +230,6 @@ def main(argv: Optional[Sequence[str]] = None, stream: Optional[TextIO] = None) 
             "The self-check needs neither: python -m lstm_ext check",
             file=sys.stderr,
         )
-        return 2
-    problem = _check_args(args)
-    if problem:
-        print(problem, file=sys.stderr)
         return 2
     lstm_ext.set_num_threads(args.threads)
     # NumPy's OpenBLAS would start its own threads for the head's small matrix products, and they busy-wait
