@@ -591,10 +591,9 @@ def render(
         "### Every implementation, per thread count",
         "",
         "Median (min–max), then lstm_ext's median over each anchor's at the same thread count. ᵃ: in that "
-        "worker lstm_ext's `weight_hh` happened to be 64-byte aligned (NumPy guarantees 16 bytes; lstm_ext "
-        "reads the weights in place). At N=1 that alone makes lstm_ext markedly faster (s1 forward, "
-        "1 thread: about 400 µs aligned vs 540 µs not, measured separately), so N=1 numbers for lstm_ext can "
-        "differ between runs by that much.",
+        "worker lstm_ext's `weight_hh` happened to be 64-byte aligned (NumPy guarantees 16 bytes). Before the "
+        "recurrent weights were packed once per call (December 2026) that alone made N=1 calls up to ~35% "
+        "faster; the kernels no longer read `weight_hh` in place, so the mark is a diagnostic only.",
         "",
         detail_table(cases, all_results, impls, threads),
         "",
