@@ -22,7 +22,7 @@ void sigmoid_inplace(ArrayRef&& a) {
 
 // The packet type the fused float passes use (the widest Eigen has for this build) and its width.
 using FloatPacket = Eigen::internal::packet_traits<float>::type;
-constexpr Index kFloatPacket = Eigen::internal::unpacket_traits<FloatPacket>::size;
+constexpr Index kFloatPacket = Eigen::internal::packet_traits<float>::size;
 
 // sigmoid of a packet: Eigen's float logistic (the one Array::logistic uses), with -inf saturated to 0 as in
 // sigmoid_inplace.
