@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The C++ unit tests of the core, without the Python module: GoogleTest from Debian's libgtest-dev, Eigen from
-# the cmeel-eigen wheel, configured into build/cpp-tests and run by ctest. Run from anywhere; a second run
-# only rebuilds what changed.
-#   PYTHON=/path/to/venv/bin/python   reuse that environment's cmeel-eigen when it has one
+# the cmeel-eigen wheel and OpenBLAS from the scipy-openblas32 wheel, configured into build/cpp-tests and run
+# by ctest. Run from anywhere; a second run only rebuilds what changed.
+#   PYTHON=/path/to/venv/bin/python   reuse that environment's cmeel-eigen and scipy-openblas32 when it has both
 #   CMAKE_GENERATOR                   as CMake reads it (default here: Ninja when installed)
 #   SANITIZE=1                        build with AddressSanitizer (LeakSanitizer included) and UBSan into
 #                                     build/cpp-tests-asan; any report fails the run
@@ -17,7 +17,7 @@ if [[ "${SANITIZE:-0}" == 1 ]]; then
   sanitize=ON
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 fi
-eigen_dir=build/cpp-tests-eigen  # a pip --target install of the wheel, kept for the next run
+deps_dir=build/cpp-tests-deps  # a pip --target install of the wheels, kept for the next run
 
 if [[ ! -f /usr/include/gtest/gtest.h ]]; then
   echo "cpp_tests: installing libgtest-dev"
@@ -27,23 +27,24 @@ if [[ ! -f /usr/include/gtest/gtest.h ]]; then
   "${as_root[@]}" apt-get install -y -qq libgtest-dev
 fi
 
-# The prefix to hand CMake is the directory that holds cmeel.prefix/ (site-packages, or the --target dir).
-has_eigen() { [[ -f "$1/cmeel.prefix/include/eigen3/Eigen/Core" ]]; }
-eigen_prefix=""
+# The prefix to hand CMake is the directory that holds cmeel.prefix/ and scipy_openblas32/ (site-packages, or
+# the --target dir).
+has_deps() { [[ -f "$1/cmeel.prefix/include/eigen3/Eigen/Core" && -f "$1/scipy_openblas32/include/cblas.h" ]]; }
+deps_prefix=""
 if [[ -n "${PYTHON:-}" ]]; then
   purelib=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  if has_eigen "$purelib"; then eigen_prefix=$purelib; fi
+  if has_deps "$purelib"; then deps_prefix=$purelib; fi
 fi
-if [[ -z "$eigen_prefix" ]]; then
-  if ! has_eigen "$eigen_dir"; then
-    echo "cpp_tests: installing cmeel-eigen into $eigen_dir"
-    rm -rf "$eigen_dir"
-    # The same bounds as pyproject.toml's build requirement. --no-deps: only the headers and CMake config
-    # are needed, not the cmeel build tool.
-    PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --quiet --no-deps --target "$eigen_dir" \
-      "cmeel-eigen>=3.4,<4"
+if [[ -z "$deps_prefix" ]]; then
+  if ! has_deps "$deps_dir"; then
+    echo "cpp_tests: installing cmeel-eigen and scipy-openblas32 into $deps_dir"
+    rm -rf "$deps_dir"
+    # The same bounds as pyproject.toml's build requirements. --no-deps: only the headers, libraries and CMake
+    # config are needed, not the cmeel build tool.
+    PIP_ROOT_USER_ACTION=ignore "${PYTHON:-python3}" -m pip install --quiet --no-deps --target "$deps_dir" \
+      "cmeel-eigen>=3.4,<4" "scipy-openblas32>=0.3.27"
   fi
-  eigen_prefix=$(cd "$eigen_dir" && pwd)
+  deps_prefix=$(cd "$deps_dir" && pwd)
 fi
 
 generator=()
@@ -57,7 +58,8 @@ cmake -S . -B "$build_dir" "${generator[@]}" \
   -DLSTM_EXT_BUILD_TESTS=ON \
   -DLSTM_EXT_BUILD_BENCHMARKS=OFF \
   -DLSTM_EXT_SANITIZE="$sanitize" \
-  -DCMAKE_PREFIX_PATH="$eigen_prefix"
+  -DLSTM_EXT_BLAS=ON \
+  -DCMAKE_PREFIX_PATH="$deps_prefix"
 cmake --build "$build_dir" --parallel 2
 # --no-tests=error: a build that registered no test fails instead of passing; --timeout: a hang ends.
 ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --timeout 300

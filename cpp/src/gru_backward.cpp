@@ -130,15 +130,14 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   // One GEMM each over all rows.
   detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates_ws.data(), layout.accumulate_dx,
                               dx, grads.dw_ih, grads.db_ih);
-  const ConstMatrixMap<Scalar> d_hp(d_hp_ws.data(), R, G);
-  const ConstMatrixMap<Scalar> prev(prev_all.data(), R, H);
-  MatrixMap<Scalar> dw_hh(grads.dw_hh, G, H);
+  const Scalar* d_hp_all = d_hp_ws.data();
   if (after) {
-    dw_hh.noalias() = d_hp.transpose() * prev;
-  } else {
-    dw_hh.topRows(2 * H).noalias() = d_hp.leftCols(2 * H).transpose() * prev;
-    dw_hh.bottomRows(H).noalias() = d_hp.rightCols(H).transpose() * ConstMatrixMap<Scalar>(rh_all.data(), R, H);
+    detail::gemm(true, false, G, H, R, d_hp_all, G, prev_all.data(), H, false, grads.dw_hh, H);
+  } else {  // the candidate's rows see r * h, the other gates' see h
+    detail::gemm(true, false, 2 * H, H, R, d_hp_all, G, prev_all.data(), H, false, grads.dw_hh, H);
+    detail::gemm(true, false, H, H, R, d_hp_all + 2 * H, G, rh_all.data(), H, false, grads.dw_hh + 2 * H * H, H);
   }
+  const ConstMatrixMap<Scalar> d_hp(d_hp_all, R, G);
   if (grads.db_hh != nullptr) {
     const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sums = d_hp.colwise().sum();  // aligned, see lstm_backward
     RowVectorMap<Scalar>(grads.db_hh, G) = sums;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "lstm_ext/lstm.h"
 
+#include "gemm_internal.h"
 #include "lstm_internal.h"
 #include "packed_gemm_internal.h"
 #include "parallel_internal.h"
@@ -189,12 +190,8 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   // Everything below is one GEMM over all rows, not one per step.
   detail::input_side_backward(sched, I, G, x, weights.w_ih, masks.input, d_gates, layout.accumulate_dx, dx,
                               grads.dw_ih, grads.dbias);
-  MatrixMap<Scalar>(grads.dw_hh, G, O).noalias() =
-      ConstMatrixMap<Scalar>(d_gates, R, G).transpose() * ConstMatrixMap<Scalar>(prev_all.data(), R, O);
-  if (P > 0) {
-    MatrixMap<Scalar>(grads.dw_hr, P, H).noalias() =
-        ConstMatrixMap<Scalar>(dh_all.data(), R, P).transpose() * ConstMatrixMap<Scalar>(full_all.data(), R, H);
-  }
+  detail::gemm(true, false, G, O, R, d_gates, G, prev_all.data(), O, false, grads.dw_hh, O);
+  if (P > 0) detail::gemm(true, false, P, H, R, dh_all.data(), P, full_all.data(), H, false, grads.dw_hr, H);
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \

@@ -3,6 +3,7 @@
 // previous states, the products of the recurrence, and the variational masks.
 #pragma once
 
+#include "gemm_internal.h"
 #include "lstm_ext/sequence.h"
 
 #include <algorithm>
@@ -149,21 +150,19 @@ void input_side_backward(const Schedule& sched, Index input, Index gates, const 
                          Scalar* dw_ih, Scalar* db) {
   const Index R = sched.rows();
   const ConstMatrixMap<Scalar> all_d_gates(d_gates, R, gates);
-  const ConstMatrixMap<Scalar> w(w_ih, gates, input);
-  MatrixMap<Scalar> dx_map(dx, R, input);
   if (input_mask == nullptr) {
-    if (accumulate_dx) dx_map.noalias() += all_d_gates * w;
-    else dx_map.noalias() = all_d_gates * w;
-    MatrixMap<Scalar>(dw_ih, gates, input).noalias() = all_d_gates.transpose() * ConstMatrixMap<Scalar>(x, R, input);
+    gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, accumulate_dx, dx, input);
+    gemm(true, false, gates, input, R, d_gates, gates, x, input, false, dw_ih, input);
   } else {
     Buffer<Scalar> ws(R * input);
-    MatrixMap<Scalar> ws_map(ws.data(), R, input);
-    ws_map.noalias() = all_d_gates * w;
+    gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, false, ws.data(), input);
     mask_rows(sched, input, ws.data(), input_mask, ws.data());
+    MatrixMap<Scalar> dx_map(dx, R, input);
+    const ConstMatrixMap<Scalar> ws_map(ws.data(), R, input);
     if (accumulate_dx) dx_map += ws_map;
     else dx_map = ws_map;
     mask_rows(sched, input, x, input_mask, ws.data());
-    MatrixMap<Scalar>(dw_ih, gates, input).noalias() = all_d_gates.transpose() * ws_map;
+    gemm(true, false, gates, input, R, d_gates, gates, ws.data(), input, false, dw_ih, input);
   }
   if (db != nullptr) {
     // Summed into aligned storage first: on caller memory the scalar/vector split, which rounds differently,
@@ -178,15 +177,14 @@ template <typename Scalar>
 void input_projection(const Schedule& sched, Index input, Index gates_width, const Scalar* x, const Scalar* w_ih,
                       const Scalar* bias, const Scalar* input_mask, Scalar* gates) {
   const Index R = sched.rows();
-  MatrixMap<Scalar> all_gates(gates, R, gates_width);
-  const ConstMatrixMap<Scalar> w(w_ih, gates_width, input);
   if (input_mask == nullptr) {
-    all_gates.noalias() = ConstMatrixMap<Scalar>(x, R, input) * w.transpose();
+    gemm(false, true, R, gates_width, input, x, input, w_ih, input, false, gates, gates_width);
   } else {
     Buffer<Scalar> xm(R * input);
     mask_rows(sched, input, x, input_mask, xm.data());
-    all_gates.noalias() = ConstMatrixMap<Scalar>(xm.data(), R, input) * w.transpose();
+    gemm(false, true, R, gates_width, input, xm.data(), input, w_ih, input, false, gates, gates_width);
   }
+  MatrixMap<Scalar> all_gates(gates, R, gates_width);
   if (bias != nullptr) all_gates.rowwise() += ConstRowVectorMap<Scalar>(bias, gates_width);
 }
 

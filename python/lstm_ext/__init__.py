@@ -11,20 +11,28 @@ semantics, so a training run can be compared with PyTorch's step by step.
 
 from __future__ import annotations
 
-from ._core import get_num_threads as _get_num_threads
-from ._core import set_num_threads as _set_num_threads
-from . import optim
-from .clip import clip_grad_norm_, clip_grad_value_
-from .gru import GRU, GRUCell
-from .linear import Linear
-from .losses import cross_entropy, mse_loss
-from .lstm import LSTM, LSTMCell
-from .model import LastStep, Model, Sequential, load, save
-from .stream import Stateful
+from typing import List
+
+from ._blas import preload_openblas
+
+preload_openblas()  # before _core: the extension links OpenBLAS from the scipy-openblas32 wheel
+
+from . import _core  # noqa: E402
+from ._core import get_num_threads as _get_num_threads  # noqa: E402
+from ._core import set_num_threads as _set_num_threads  # noqa: E402
+from . import optim  # noqa: E402
+from .clip import clip_grad_norm_, clip_grad_value_  # noqa: E402
+from .gru import GRU, GRUCell  # noqa: E402
+from .linear import Linear  # noqa: E402
+from .losses import cross_entropy, mse_loss  # noqa: E402
+from .lstm import LSTM, LSTMCell  # noqa: E402
+from .model import LastStep, Model, Sequential, load, save  # noqa: E402
+from .stream import Stateful  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "GRU", "GRUCell", "LSTM", "LSTMCell", "Stateful", "get_num_threads", "set_num_threads", "__version__",
+    "gemm_backends", "get_gemm_backend", "set_gemm_backend",
     # training
     "Linear", "Model", "Sequential", "LastStep", "save", "load", "mse_loss", "cross_entropy",
     "clip_grad_norm_", "clip_grad_value_", "optim",
@@ -47,3 +55,30 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the kernels use."""
     return _get_num_threads()
+
+
+def gemm_backends() -> List[str]:
+    """The libraries this build can run the products over all time steps on, the default first:
+    ``["openblas", "eigen"]`` (or ``["eigen"]`` in a build without the scipy-openblas32 wheel).
+
+    Those products are the input projection of a forward and, in a backward, ``dx`` and the weight gradients;
+    the per-step recurrent products always run on Eigen's kernel with the weights packed once per call.
+    """
+    return list(_core.gemm_backends())
+
+
+def set_gemm_backend(name: str) -> None:
+    """Run the products over all time steps on ``"openblas"`` or ``"eigen"``, process-wide.
+
+    Results differ between the two by float rounding only. OpenBLAS runs single-threaded under lstm_ext's own
+    split over :func:`get_num_threads` threads (its thread pool stays idle), so it does not compete with the
+    kernels' threads.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected 'eigen' or 'openblas', got {type(name).__name__}")
+    _core.set_gemm_backend(name)
+
+
+def get_gemm_backend() -> str:
+    """The backend of the products over all time steps: ``"openblas"`` or ``"eigen"``."""
+    return str(_core.get_gemm_backend())

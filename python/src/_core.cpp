@@ -7,6 +7,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include "lstm_ext/backend.h"
 #include "lstm_ext/gru.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
@@ -481,6 +482,21 @@ void def_stacks(py::module_& m) {
         "Backward of gru_stack_forward. Returns (dx, dh0, [dw_ih], [dw_hh], [db_ih] or None, [db_hh] or None).");
 }
 
+// The backends by their Python names.
+lstm_ext::GemmBackend backend_from_name(const std::string& name) {
+  if (name == "eigen") return lstm_ext::GemmBackend::kEigen;
+  if (name == "openblas") {
+    if (!lstm_ext::openblas_available())
+      throw py::value_error("name: 'openblas' is not available in this build (built without scipy-openblas32)");
+    return lstm_ext::GemmBackend::kOpenBlas;
+  }
+  throw py::value_error("name: expected 'eigen' or 'openblas', got '" + name + "'");
+}
+
+std::string backend_name(lstm_ext::GemmBackend backend) {
+  return backend == lstm_ext::GemmBackend::kEigen ? "eigen" : "openblas";
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -492,4 +508,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &lstm_ext::get_num_threads, "Threads used by the kernels.");
   m.def("default_num_threads", &lstm_ext::default_num_threads,
         "CPUs this process may run on: the default thread count.");
+  m.def("gemm_backends", [] {
+    std::vector<std::string> names{"eigen"};
+    if (lstm_ext::openblas_available()) names.insert(names.begin(), "openblas");
+    return names;
+  }, "The available backends of the products over all steps, the default first.");
+  m.def("set_gemm_backend", [](const std::string& name) { lstm_ext::set_gemm_backend(backend_from_name(name)); },
+        py::arg("name"), "Backend of the products over all steps, process-wide.");
+  m.def("get_gemm_backend", [] { return backend_name(lstm_ext::get_gemm_backend()); });
+  m.def("gemm_backend_description",
+        [](const std::string& name) { return lstm_ext::gemm_backend_description(backend_from_name(name)); },
+        py::arg("name"));
 }

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT
+// Which library computes the products over all time steps: the input projection, dx and the weight gradients.
+// The per-step recurrent products always run on Eigen's kernel with weights packed once per call (see
+// cpp/src/packed_gemm_internal.h); a BLAS call per step would re-pack the weights every step.
+#pragma once
+
+#include <string>
+
+namespace lstm_ext {
+
+enum class GemmBackend {
+  kEigen,     // Eigen's GEMM, always available
+  kOpenBlas,  // OpenBLAS from the scipy-openblas32 wheel, when the core was built with it (LSTM_EXT_BLAS)
+};
+
+// Whether this build can use OpenBLAS.
+bool openblas_available();
+
+// The backend for subsequent calls, process-wide; the default is OpenBLAS where available (it measured
+// 1.3-1.5x Eigen's rate on the shapes of the benchmark grid, see BENCHMARKS.md). Throws
+// std::invalid_argument for OpenBLAS in a build without it. Results differ between backends by float
+// rounding only.
+void set_gemm_backend(GemmBackend backend);
+GemmBackend get_gemm_backend();
+
+// "eigen 3.4.1" or "openblas <OpenBLAS's own configuration string>", for bug reports and benchmark tables.
+std::string gemm_backend_description(GemmBackend backend);
+
+}  // namespace lstm_ext

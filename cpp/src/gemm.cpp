@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+#include "gemm_internal.h"
+
+#include "lstm_ext/threads.h"
+#include "parallel_internal.h"
+#include "thread_setup.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <mutex>
+
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+#include <cblas.h>  // scipy-openblas32's: every symbol carries the scipy_ prefix
+extern "C" void scipy_openblas_set_num_threads(int num_threads);
+extern "C" char* scipy_openblas_get_config(void);
+#endif
+
+namespace lstm_ext {
+namespace {
+
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+std::atomic<GemmBackend> g_backend{GemmBackend::kOpenBlas};
+#else
+std::atomic<GemmBackend> g_backend{GemmBackend::kEigen};
+#endif
+
+// Below this many multiply-adds per thread a fork costs more than it saves (~20 us of work at 50 GFLOP/s).
+constexpr double kMinWorkPerThread = double(1 << 19);
+// Slices start at multiples of this many rows or columns, so each slice's edges fall on whole micro-kernel
+// tiles as the unsplit product's do.
+constexpr Index kSliceGrain = 32;
+
+template <typename Scalar, typename OpA, typename OpB>
+void eigen_product(const OpA& a, const OpB& b, bool accumulate, Scalar* c, Index m, Index n, Index ldc) {
+  StridedMatrixMap<Scalar> out(c, m, n, Eigen::OuterStride<>(ldc));
+  if (accumulate) out.noalias() += a * b;
+  else out.noalias() = a * b;
+}
+
+template <typename Scalar>
+void gemm_eigen(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a, Index lda, const Scalar* b,
+                Index ldb, bool accumulate, Scalar* c, Index ldc) {
+  using Map = ConstStridedMatrixMap<Scalar>;
+  const Map a_map(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
+  const Map b_map(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
+  // Eigen spreads the product over its own threads (Eigen::setNbThreads), single-threaded inside a parallel region.
+  if (trans_a && trans_b) eigen_product<Scalar>(a_map.transpose(), b_map.transpose(), accumulate, c, m, n, ldc);
+  else if (trans_a) eigen_product<Scalar>(a_map.transpose(), b_map, accumulate, c, m, n, ldc);
+  else if (trans_b) eigen_product<Scalar>(a_map, b_map.transpose(), accumulate, c, m, n, ldc);
+  else eigen_product<Scalar>(a_map, b_map, accumulate, c, m, n, ldc);
+}
+
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+// OpenBLAS runs on the calling thread only: the split over threads is ours (as in the time loops), so there
+// is one thread pool, not OpenBLAS's spinning beside OpenMP's.
+void ensure_openblas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { scipy_openblas_set_num_threads(1); });
+}
+
+void blas_call(bool ta, bool tb, Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb,
+               float beta, float* c, Index ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
+                    static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+void blas_call(bool ta, bool tb, Index m, Index n, Index k, const double* a, Index lda, const double* b, Index ldb,
+               double beta, double* c, Index ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0, a,
+                    static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+bool fits_blasint(std::initializer_list<Index> sizes) {
+  return std::all_of(sizes.begin(), sizes.end(), [](Index s) { return s <= INT_MAX; });
+}
+
+template <typename Scalar>
+void gemm_openblas(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a, Index lda,
+                   const Scalar* b, Index ldb, bool accumulate, Scalar* c, Index ldc) {
+  ensure_openblas_single_threaded();
+  const Scalar beta = accumulate ? Scalar(1) : Scalar(0);
+  const Index threads = detail::in_parallel_region() ? 1 : get_num_threads();
+  const double work = double(m) * double(n) * double(k);
+  const Index wanted = std::min<Index>(threads, std::max<Index>(1, Index(work / kMinWorkPerThread)));
+  // Split C by rows when it has enough of them, else by columns; each slice a single-threaded call.
+  const bool by_rows = m >= n || n < wanted * kSliceGrain;
+  const Index extent = by_rows ? m : n;
+  const Index parts = std::max<Index>(1, std::min<Index>(wanted, extent / kSliceGrain));
+  if (parts == 1) {
+    blas_call(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  auto bound = [&](Index j) {
+    const Index raw = extent * j / parts;
+    return j == parts ? extent : raw - raw % kSliceGrain;
+  };
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+#endif
+  for (Index j = 0; j < parts; ++j) {
+    const Index lo = bound(j), count = bound(j + 1) - lo;
+    if (by_rows) {  // rows lo.. of op(A) and of C
+      const Scalar* a_lo = trans_a ? a + lo : a + lo * lda;
+      blas_call(trans_a, trans_b, count, n, k, a_lo, lda, b, ldb, beta, c + lo * ldc, ldc);
+    } else {  // columns lo.. of op(B) and of C
+      const Scalar* b_lo = trans_b ? b + lo * ldb : b + lo;
+      blas_call(trans_a, trans_b, m, count, k, a, lda, b_lo, ldb, beta, c + lo, ldc);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+bool openblas_available() {
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+void set_gemm_backend(GemmBackend backend) {
+  require(backend == GemmBackend::kEigen || openblas_available(), "set_gemm_backend",
+          "this build of lstm_ext has no OpenBLAS (built with LSTM_EXT_BLAS=OFF or without the scipy-openblas32 "
+          "wheel)");
+  g_backend.store(backend);
+}
+
+GemmBackend get_gemm_backend() { return g_backend.load(); }
+
+std::string gemm_backend_description(GemmBackend backend) {
+  if (backend == GemmBackend::kEigen) {
+    return "eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+           std::to_string(EIGEN_MINOR_VERSION);
+  }
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+  return std::string("openblas ") + scipy_openblas_get_config();
+#else
+  require(false, "gemm_backend_description", "this build of lstm_ext has no OpenBLAS");
+  return {};
+#endif
+}
+
+namespace detail {
+
+template <typename Scalar>
+void gemm_on(GemmBackend backend, bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a, Index lda,
+             const Scalar* b, Index ldb, bool accumulate, Scalar* c, Index ldc) {
+  constexpr const char* kWhere = "gemm";
+  require(m >= 0 && n >= 0 && k >= 0, kWhere, "negative size");
+  require(lda >= std::max<Index>(1, trans_a ? m : k) && ldb >= std::max<Index>(1, trans_b ? k : n) &&
+              ldc >= std::max<Index>(1, n),
+          kWhere, "a leading dimension is smaller than its row");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: BLAS may not touch the operands, and neither need we
+    if (!accumulate) StridedMatrixMap<Scalar>(c, m, n, Eigen::OuterStride<>(ldc)).setZero();
+    return;
+  }
+  ensure_threads_initialised();
+#if defined(LSTM_EXT_HAVE_OPENBLAS)
+  if (backend == GemmBackend::kOpenBlas && fits_blasint({m, n, k, lda, ldb, ldc})) {
+    gemm_openblas(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+    return;
+  }
+#else
+  require(backend == GemmBackend::kEigen, kWhere, "this build of lstm_ext has no OpenBLAS");
+#endif
+  gemm_eigen(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+}
+
+template <typename Scalar>
+void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a, Index lda, const Scalar* b,
+          Index ldb, bool accumulate, Scalar* c, Index ldc) {
+  gemm_on(get_gemm_backend(), trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+}
+
+#define LSTM_EXT_INSTANTIATE(Scalar)                                                                             \
+  template void gemm_on<Scalar>(GemmBackend, bool, bool, Index, Index, Index, const Scalar*, Index, const Scalar*, \
+                                Index, bool, Scalar*, Index);                                                     \
+  template void gemm<Scalar>(bool, bool, Index, Index, Index, const Scalar*, Index, const Scalar*, Index, bool,     \
+                             Scalar*, Index);
+LSTM_EXT_INSTANTIATE(float)
+LSTM_EXT_INSTANTIATE(double)
+#undef LSTM_EXT_INSTANTIATE
+
+}  // namespace detail
+}  // namespace lstm_ext
