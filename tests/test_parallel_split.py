@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The kernels' thread split: with two threads a batch of at least 16 sequences runs as two slices, each thread
-its own time loop, and the two directions of a bidirectional layer run on the two threads. Whatever the split,
+its own time loop, and the two directions of a bidirectional layer run on the two threads; a smaller batch of an
+LSTM with at least 128 hidden units splits each step's units over the two threads. Whatever the split,
 results must be those of the float64 reference, and those of one thread up to float rounding.
 
 Batches here are large enough to be split (16 sequences and more, odd counts, ragged lengths so that a packed
@@ -123,3 +124,61 @@ def test_variational_dropout_masks_are_the_same_whatever_the_thread_count(rng, r
                            cast["dc_n"]))
     for one, two in zip(*results):
         np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-13)
+
+
+# The unit split: a batch too small for the batch split (fewer than 16 sequences) with at least 64 hidden units
+# per thread runs each step's units on both threads, with a barrier per step. H = 136 gives two ranges whose
+# boundary (64) is not the middle and a last range whose width is not a multiple of the packet.
+UNIT_CASES = [
+    # (batch, ragged, hx, recurrent_dropout, training)
+    (1, False, True, 0.0, True),
+    (1, False, False, 0.0, False),
+    (5, True, True, 0.0, True),
+    (5, True, True, 0.0, False),
+    (3, False, True, 0.3, True),
+]
+UNIT_IDS = [f"N{n}{'-ragged' if r else ''}{'' if h else '-no_hx'}{'-rec_dropout' if p else ''}"
+            f"{'-train' if t else '-eval'}" for n, r, h, p, t in UNIT_CASES]
+
+
+def unit_split_run(rng_seed: int, threads: int, dtype, batch: int, ragged: bool, hx: bool, recurrent_dropout: float,
+                   training: bool):
+    """An LSTM(7, 136) forward (and backward when training) on `threads` threads; every result as a list."""
+    rng = np.random.default_rng(rng_seed)
+    steps, hidden = 6, 136
+    lstm_ext.set_num_threads(threads)
+    layer = lstm_ext.LSTM(7, hidden, dtype=dtype, seed=2, recurrent_dropout=recurrent_dropout)
+    layer.train(training)
+    x = rng.standard_normal((steps, batch, 7)).astype(dtype)
+    states = (0.5 * rng.standard_normal((1, batch, hidden)).astype(dtype),
+              0.5 * rng.standard_normal((1, batch, hidden)).astype(dtype)) if hx else None
+    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    y, (h_n, c_n) = layer(x, states, lengths)
+    out = [y, h_n, c_n]
+    if training:
+        dx, (dh0, dc0) = layer.backward(rng.standard_normal(y.shape).astype(dtype))
+        out += [dx, dh0, dc0] + [g.copy() for g in layer.grads.values()]
+    return layer, x, states, lengths, out
+
+
+# Dropout masks come from the layer's own stream: that case is compared across thread counts only (below).
+@pytest.mark.parametrize(("batch", "ragged", "hx", "recurrent_dropout", "training"),
+                         [c for c in UNIT_CASES if c[3] == 0], ids=[i for c, i in zip(UNIT_CASES, UNIT_IDS) if c[3] == 0])
+def test_unit_split_matches_the_float64_reference(restore_num_threads, batch, ragged, hx, recurrent_dropout,
+                                                  training):
+    layer, x, states, lengths, got = unit_split_run(11, 2, np.float64, batch, ragged, hx, 0.0, training)
+    h0, c0 = states if states is not None else (None, None)
+    y, h_n, c_n, _ = reference_layers.stack_forward("lstm", layer.state_dict(), x, h0, c0, lengths=lengths)
+    for name, a, b in zip(["y", "h_n", "c_n"], got[:3], [y, h_n, c_n]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("batch", "ragged", "hx", "recurrent_dropout", "training"), UNIT_CASES, ids=UNIT_IDS)
+def test_unit_split_agrees_with_one_thread_to_rounding(restore_num_threads, dtype, batch, ragged, hx,
+                                                       recurrent_dropout, training):
+    one = unit_split_run(11, 1, dtype, batch, ragged, hx, recurrent_dropout, training)[-1]
+    two = unit_split_run(11, 2, dtype, batch, ragged, hx, recurrent_dropout, training)[-1]
+    tol = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}[dtype]
+    for a, b in zip(two, one):
+        np.testing.assert_allclose(a, b, **tol)

@@ -55,6 +55,63 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // The input projection does not depend on the recurrence: one GEMM over all rows.
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates);
 
+
+  // A batch too small to split by sequences splits each step's hidden units instead (see parallel_internal.h):
+  // each part packs its own rows of w_hh, on the calling thread (allocation may throw; the steps may not).
+  const Index unit_parts = P > 0 ? 1 : detail::unit_split_parts(N, H);
+  if (unit_parts > 1) {
+    struct Part {
+      Index u0, u1;
+      std::vector<detail::PackedWeights<Scalar>> w_hh;  // this part's rows of each gate's block of w_hh
+      detail::Buffer<Scalar> prev, pack;
+      detail::GateScratch<Scalar> scratch;
+    };
+    const std::vector<Index> bounds = detail::unit_bounds(H, unit_parts);
+    std::vector<Part> parts;
+    parts.reserve(static_cast<size_t>(unit_parts));
+    for (Index j = 0; j < unit_parts; ++j) {
+      const Index u0 = bounds[j], u1 = bounds[j + 1];
+      Part& part = parts.emplace_back(Part{u0, u1, {}, detail::Buffer<Scalar>(N * O), {}, {G, H}});
+      Index scratch = 0;
+      for (Index q = 0; q < kGatesLstm; ++q) {
+        part.w_hh.emplace_back(weights.w_hh + (q * H + u0) * O, u1 - u0, O, O, false);
+        scratch = std::max(scratch, part.w_hh.back().scratch_size());
+      }
+      part.pack.resize(scratch);
+    }
+    Scalar* cell = training ? nullptr : cell_ws.data();
+    detail::for_each_step_in_parts(unit_parts, dims.steps, [&](Index j, Index s) {
+      Part& part = parts[static_cast<size_t>(j)];
+      const Index u0 = part.u0, u1 = part.u1;
+      const detail::Step st = sched.step(s);
+      const Index n = st.rows;
+      Scalar* gates_t = gates + st.offset * G;
+      Index ld_prev = 0;
+      const Scalar* prev = detail::previous_states(st, O, y, ldy, h0, masks.recurrent, part.prev.data(), ld_prev);
+      if (prev != nullptr) {
+        for (Index q = 0; q < kGatesLstm; ++q)
+          part.w_hh[q].multiply_add(n, prev, ld_prev, gates_t + q * H + u0, G, part.pack.data());
+      }
+      Scalar* h_t = y + st.offset * ldy;
+      Scalar* c_t;
+      if (training) {
+        c_t = cache.cells + st.offset * H;
+        const Index m = st.carried;
+        gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_t, ldy, part.scratch, u0, u1);
+        gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0, m * H), c_t + m * H, h_t + m * ldy, ldy,
+                          part.scratch, u0, u1);
+      } else {
+        c_t = cell;
+        gate_pass_forward(n, H, gates_t, c_t, c_t, h_t, ldy, part.scratch, u0, u1);
+      }
+      for (Index r = st.finished_from; r < n; ++r) {
+        if (h_n != nullptr) std::copy(h_t + r * ldy + u0, h_t + r * ldy + u1, h_n + r * O + u0);
+        if (c_n != nullptr) std::copy(c_t + r * H + u0, c_t + r * H + u1, c_n + r * H + u0);
+      }
+    });
+    return;
+  }
+
   // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h).
   const detail::PackedWeights<Scalar> w_hh(weights.w_hh, G, O, O, false);
   const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection

@@ -46,51 +46,56 @@ struct GateScratch {
   Eigen::Array<Scalar, Eigen::Dynamic, 1> b;      // [H]
 };
 
-// One step's element-wise work for all N rows: activates the pre-activations of step t in place (kept for
-// the backward when training), then c_t and h_t. Row by row, so every array is a contiguous run of values
-// and vectorises without gathers; each row goes through the aligned scratch (see GateScratch).
+// One step's element-wise work for all N rows, on hidden units [u0, u1) (u1 < 0: all H): activates the
+// pre-activations of step t in place (kept for the backward when training), then c_t and h_t. Row by row, so
+// every array is a contiguous run of values and vectorises without gathers; each row goes through the aligned
+// scratch (see GateScratch). A pass on a range of units touches only those units' columns, so threads may
+// run disjoint ranges of one step at once (parallel_internal.h, for_each_unit_slice).
 //   gates [N, 4H] in/out; c_prev [N, H] or null (zeros); c_t [N, H] out, may equal c_prev;
 //   h_t [N, H] out, rows h_stride apart.
 template <typename Scalar>
 void gate_pass_forward(Index batch, Index hidden, Scalar* gates, const Scalar* c_prev, Scalar* c_t,
-                       Scalar* h_t, Index h_stride, GateScratch<Scalar>& scratch) {
+                       Scalar* h_t, Index h_stride, GateScratch<Scalar>& scratch, Index u0 = 0, Index u1 = -1) {
   const Index H = hidden;
   const Index G = kGatesLstm * H;
-  auto& act = scratch.gates;
-  auto& c_new = scratch.a;
-  auto& tanh_c = scratch.b;
+  const Index w = (u1 < 0 ? H : u1) - u0;
+  auto act = scratch.gates.head(kGatesLstm * w);
+  auto c_new = scratch.a.head(w);
+  auto tanh_c = scratch.b.head(w);
   for (Index n = 0; n < batch; ++n) {
-    ArrayMap<Scalar> row(gates + n * G, G);
-    act = row;
-    sigmoid_inplace(act.head(2 * H));  // i and f are adjacent: one logistic over both
-    act.segment(2 * H, H) = act.segment(2 * H, H).tanh();
-    sigmoid_inplace(act.tail(H));
+    Scalar* row = gates + n * G + u0;
+    for (Index q = 0; q < kGatesLstm; ++q) act.segment(q * w, w) = ConstArrayMap<Scalar>(row + q * H, w);
+    sigmoid_inplace(act.head(2 * w));  // i and f are adjacent: one logistic over both
+    act.segment(2 * w, w) = act.segment(2 * w, w).tanh();
+    sigmoid_inplace(act.tail(w));
     if (c_prev != nullptr) {
-      c_new = act.segment(H, H) * ConstArrayMap<Scalar>(c_prev + n * H, H) + act.head(H) * act.segment(2 * H, H);
+      c_new = act.segment(w, w) * ConstArrayMap<Scalar>(c_prev + n * H + u0, w) + act.head(w) * act.segment(2 * w, w);
     } else {
-      c_new = act.head(H) * act.segment(2 * H, H);
+      c_new = act.head(w) * act.segment(2 * w, w);
     }
     tanh_c = c_new.tanh();
-    row = act;
-    ArrayMap<Scalar>(c_t + n * H, H) = c_new;
-    ArrayMap<Scalar>(h_t + n * h_stride, H) = act.tail(H) * tanh_c;
+    for (Index q = 0; q < kGatesLstm; ++q) ArrayMap<Scalar>(row + q * H, w) = act.segment(q * w, w);
+    ArrayMap<Scalar>(c_t + n * H + u0, w) = c_new;
+    ArrayMap<Scalar>(h_t + n * h_stride + u0, w) = act.tail(w) * tanh_c;
   }
 }
 
 // float: the same pass fused into one sweep per row, every value in registers between the load of the
 // pre-activations and the stores of the activations, c_t and h_t (no scratch round trips).
 inline void gate_pass_forward(Index batch, Index hidden, float* gates, const float* c_prev, float* c_t, float* h_t,
-                              Index h_stride, GateScratch<float>& /*unused: no scratch needed*/) {
+                              Index h_stride, GateScratch<float>& /*unused: no scratch needed*/, Index u0 = 0,
+                              Index u1 = -1) {
   using namespace Eigen::internal;
   using P = FloatPacket;
   const Index H = hidden;
   const Index G = kGatesLstm * H;
+  const Index w = (u1 < 0 ? H : u1) - u0;
   const bool has_prev = c_prev != nullptr;
   for (Index n = 0; n < batch; ++n) {
-    float* g = gates + n * G;
-    const float* const in[1] = {has_prev ? c_prev + n * H : nullptr};
-    float* const out[6] = {g, g + H, g + 2 * H, g + 3 * H, c_t + n * H, h_t + n * h_stride};
-    for_each_packet<1, 6>(H, in, out, [&](Index j, const float* const* src, float* const* dst) {
+    float* g = gates + n * G + u0;
+    const float* const in[1] = {has_prev ? c_prev + n * H + u0 : nullptr};
+    float* const out[6] = {g, g + H, g + 2 * H, g + 3 * H, c_t + n * H + u0, h_t + n * h_stride + u0};
+    for_each_packet<1, 6>(w, in, out, [&](Index j, const float* const* src, float* const* dst) {
       const P i = psigmoid(ploadu<P>(dst[0] + j)), f = psigmoid(ploadu<P>(dst[1] + j));
       const P gg = ptanh(ploadu<P>(dst[2] + j)), o = psigmoid(ploadu<P>(dst[3] + j));
       // c_t = f * c_prev + i * g, rounded as the generic pass rounds it (two products, one sum).

@@ -11,6 +11,8 @@
 #include "lstm_ext/threads.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -24,6 +26,11 @@ namespace lstm_ext::detail {
 
 // Fewer rows than this per thread and the per-step products get too thin to beat one thread on all rows.
 constexpr Index kMinSliceRows = 8;
+// The unit split (below): at least this many hidden units per thread, so that a step's work per thread
+// (4 * units * H multiply-adds) outweighs the barrier that ends it.
+constexpr Index kMinSliceUnits = 64;
+// Unit ranges start at multiples of this (a cache line of floats): threads never write the same line.
+constexpr Index kUnitGrain = 16;
 
 inline bool in_parallel_region() {
 #if defined(_OPENMP)
@@ -84,6 +91,75 @@ void for_each_batch_slice(Index batch, Index steps, const std::int64_t* batch_si
     }
   }
   if (error) std::rethrow_exception(error);
+}
+
+// How many threads a batch too small for the batch split (fewer than 2 * kMinSliceRows sequences) should split
+// each step's hidden units over: each thread keeps its units' rows of the recurrent weights (4 * units * H,
+// half of w_hh for two threads) in its own L2, where one thread would stream all of w_hh from L2 or L3 every
+// step; at N = 1 the recurrent product is a matrix-vector product bound by that bandwidth. The price is one
+// barrier per step. 1 means no unit split.
+inline Index unit_split_parts(Index batch, Index hidden) {
+  if (in_parallel_region() || batch >= 2 * kMinSliceRows) return 1;
+  return std::max<Index>(1, std::min<Index>(get_num_threads(), hidden / kMinSliceUnits));
+}
+
+// Unit j's range [bounds[j], bounds[j + 1]) of `parts` ranges over `hidden` units, starting at multiples of
+// kUnitGrain.
+inline std::vector<Index> unit_bounds(Index hidden, Index parts) {
+  std::vector<Index> bounds(static_cast<size_t>(parts + 1), hidden);
+  for (Index j = 0; j < parts; ++j) {
+    const Index raw = hidden * j / parts;
+    bounds[j] = raw - raw % kUnitGrain;
+  }
+  return bounds;
+}
+
+// Runs step(j, s) for every step s = 0 .. steps-1 and part j = 0 .. parts-1, all parts of step s before any of
+// step s + 1, the parts of one step on different threads at once (a barrier between steps). step must not
+// throw: a thread leaving early would leave the others waiting at the barrier; whatever can fail (allocation)
+// is done before. With fewer threads than parts (the OpenMP runtime may give fewer), a thread runs several.
+//
+// A barrier per step is only as fast as the slowest thread: when another process takes a core, a thread
+// waits a scheduler slice (milliseconds) at every step. So the first thread watches its waits; when over a
+// window of steps it waited longer than it worked, it runs the remaining steps alone (all parts, no barrier)
+// and the others stop: at worst one window of slow steps, then one thread's speed.
+template <typename Fn>
+void for_each_step_in_parts(Index parts, Index steps, Fn&& step) noexcept {
+#if defined(_OPENMP)
+  using Clock = std::chrono::steady_clock;
+  constexpr Index kWindow = 8;
+  std::atomic<Index> alone_after{-1};  // the step after whose barrier the first thread goes on alone
+#pragma omp parallel num_threads(static_cast<int>(parts))
+  {
+    const Index team = omp_get_num_threads(), me = omp_get_thread_num();
+    Clock::duration worked{}, waited{};
+    Index s = 0;
+    for (; s < steps; ++s) {
+      const Clock::time_point start = Clock::now();
+      for (Index j = me; j < parts; j += team) step(j, s);
+      const Clock::time_point done = Clock::now();
+      if (me == 0 && (s + 1) % kWindow == 0) {
+        // Written before this step's barrier and compared with this step's index after it: every thread reads
+        // the same decision at the same step (one that is written during step s + 1 cannot equal s).
+        if (waited > worked) alone_after.store(s);
+        worked = waited = Clock::duration{};
+      }
+#pragma omp barrier
+      if (me == 0) {
+        worked += done - start;
+        waited += Clock::now() - done;
+      }
+      if (alone_after.load() == s) break;
+    }
+    if (me == 0) {
+      for (++s; s < steps; ++s)
+        for (Index j = 0; j < parts; ++j) step(j, s);
+    }
+  }
+#else
+  for (Index s = 0; s < steps; ++s)
+    for (Index j = 0; j < parts; ++j) step(j, s);
+#endif
 }
 
 // Runs fn(0) and fn(1) (the two directions of a bidirectional layer) on two threads when available, else

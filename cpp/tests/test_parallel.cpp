@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -91,6 +94,64 @@ TEST(ForEachBatchSlice, VisitsEverySequenceOnceAndRethrows) {
                                                         if (first > 0) throw std::invalid_argument("slice");
                                                       }),
                std::invalid_argument);
+  lstm_ext::set_num_threads(lstm_ext::default_num_threads());
+}
+
+TEST(UnitBounds, RangesStartOnCacheLinesAndCoverTheUnits) {
+  EXPECT_EQ(lstm_ext::detail::unit_bounds(128, 2), (std::vector<Index>{0, 64, 128}));
+  EXPECT_EQ(lstm_ext::detail::unit_bounds(136, 2), (std::vector<Index>{0, 64, 136}));
+  EXPECT_EQ(lstm_ext::detail::unit_bounds(200, 3), (std::vector<Index>{0, 64, 128, 200}));
+}
+
+TEST(UnitSplitParts, OnlyForBatchesTooSmallToSliceAndEnoughUnits) {
+  lstm_ext::set_num_threads(2);
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 128), 2);
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(15, 1024), 2);
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(16, 1024), 1);  // the batch split applies
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 127), 1);    // under 64 units per thread
+  lstm_ext::set_num_threads(1);
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 1024), 1);
+  lstm_ext::set_num_threads(lstm_ext::default_num_threads());
+}
+
+// Every (part, step) runs once, and no part of step s + 1 starts before every part of step s has finished.
+void expect_steps_in_order(Index parts, Index steps, Index slow_part) {
+  std::mutex m;
+  std::vector<std::pair<Index, Index>> log;  // (step, part) in the order they finished
+  std::vector<int> started_early(1, 0);
+  lstm_ext::detail::for_each_step_in_parts(parts, steps, [&](Index j, Index s) {
+    // A slow part keeps the first thread waiting, so that it goes on alone after a window of steps.
+    if (j == slow_part && s < 20) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    const std::lock_guard<std::mutex> lock(m);
+    for (const auto& [step, part] : log) {
+      if (step > s) started_early[0] = 1;
+    }
+    log.emplace_back(s, j);
+  });
+  EXPECT_EQ(started_early[0], 0);
+  ASSERT_EQ(static_cast<Index>(log.size()), parts * steps);
+  std::vector<int> seen(static_cast<size_t>(parts * steps), 0);
+  Index last_step = 0;
+  for (const auto& [step, part] : log) {
+    EXPECT_GE(step, last_step) << "a step finished before one of the previous step";
+    last_step = std::max(last_step, step);
+    ++seen[static_cast<size_t>(step * parts + part)];
+  }
+  for (int count : seen) EXPECT_EQ(count, 1);
+}
+
+TEST(ForEachStepInParts, RunsEveryPartOfAStepBeforeTheNextStep) {
+  lstm_ext::set_num_threads(2);
+  expect_steps_in_order(2, 50, -1);
+  expect_steps_in_order(3, 17, -1);  // more parts than threads
+  expect_steps_in_order(1, 5, -1);
+  lstm_ext::set_num_threads(lstm_ext::default_num_threads());
+}
+
+TEST(ForEachStepInParts, AWaitedForPartHandsTheRestToOneThreadAndStillRunsEverything) {
+  lstm_ext::set_num_threads(2);
+  expect_steps_in_order(2, 64, 1);
+  expect_steps_in_order(3, 64, 2);
   lstm_ext::set_num_threads(lstm_ext::default_num_threads());
 }
 
