@@ -10,7 +10,9 @@
 #include "lstm_ext/gru.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
+#include "lstm_ext/cell.h"  // after the others: keeps this change apart from main's include edits
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -446,6 +448,214 @@ py::tuple gru_stack_backward(const Array<Scalar>& x, const ArrayList<Scalar>& w_
 // Arguments every stack call shares, after the weights and states.
 py::arg opt(const char* name) { return py::arg(name).noconvert().none(true); }
 
+// ----------------------------------------------------------------------------------------------------------
+// Cells: one step of N rows (cell.h). Called once per step from Python, so the per-call cost matters: the
+// arguments are positional, nothing is converted (noconvert on every array), and the outputs are the only
+// allocations. x is [N, I] or unbatched [I]; the states and their gradients have x's rank with H columns.
+
+// A state-shaped array: [N, H], or [H] for an unbatched x.
+void expect_cell_state(const char* name, const py::array& a, const lstm_ext::CellDims& d, bool unbatched) {
+  if (unbatched) expect_shape(name, a, {d.hidden});
+  else expect_shape(name, a, {d.batch, d.hidden});
+}
+
+// The dims of a cell call, from N and I (x's, or in the backward dh1's and w_ih's) and the weights, which are
+// checked against them (rank, size, alignment).
+template <typename Scalar>
+lstm_ext::CellDims cell_dims(Index batch, Index input, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                             const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh, Index gates) {
+  expect_rank("w_hh", w_hh, 2);
+  const lstm_ext::CellDims d{batch, input, w_hh.shape(1)};
+  const Index G = gates * d.hidden;
+  expect_shape("w_ih", w_ih, {G, d.input});
+  expect_shape("w_hh", w_hh, {G, d.hidden});
+  if (b_ih.has_value() != b_hh.has_value()) throw std::invalid_argument("b_ih and b_hh: give both or neither");
+  if (b_ih) expect_shape("b_ih", *b_ih, {G});
+  if (b_hh) expect_shape("b_hh", *b_hh, {G});
+  return d;
+}
+
+// The dims of a forward, from x [N, I] or unbatched [I].
+template <typename Scalar>
+lstm_ext::CellDims forward_dims(const Array<Scalar>& x, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                                const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh, Index gates) {
+  if (x.ndim() != 1 && x.ndim() != 2)
+    throw std::invalid_argument("x: expected shape (N, I) or (I,), got " + shape_string(x));
+  expect_aligned("x", x);
+  return cell_dims(x.ndim() == 2 ? x.shape(0) : 1, x.shape(x.ndim() - 1), w_ih, w_hh, b_ih, b_hh, gates);
+}
+
+// The dims of a backward, from dh1 [N, H] or unbatched [H] and w_ih [G, I].
+template <typename Scalar>
+lstm_ext::CellDims backward_dims(const Array<Scalar>& dh1, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                                 const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh, Index gates) {
+  if (dh1.ndim() != 1 && dh1.ndim() != 2)
+    throw std::invalid_argument("dh1: expected shape (N, H) or (H,), got " + shape_string(dh1));
+  expect_rank("w_ih", w_ih, 2);
+  const lstm_ext::CellDims d =
+      cell_dims(dh1.ndim() == 2 ? dh1.shape(0) : 1, w_ih.shape(1), w_ih, w_hh, b_ih, b_hh, gates);
+  expect_cell_state("dh1", dh1, d, dh1.ndim() == 1);
+  return d;
+}
+
+template <typename Scalar>
+Array<Scalar> new_cell_array(const lstm_ext::CellDims& d, bool unbatched, Index width) {
+  if (unbatched) return Array<Scalar>({width});
+  return Array<Scalar>({d.batch, width});
+}
+
+// The tape of a training step: one array of N * (kept + the widths) values: first the `kept` columns the
+// forward writes (the gates; the GRU's hidden_n), then copies of x and the states, so that the caller changing
+// its arrays later does not change the backward.
+template <typename Scalar>
+Array<Scalar> new_tape(const lstm_ext::CellDims& d, Index kept, std::initializer_list<const Scalar*> copies,
+                       std::initializer_list<Index> widths) {
+  Index total = kept;
+  for (Index w : widths) total += w;
+  Array<Scalar> tape({lstm_ext::checked_product("tape", {d.batch, total})});
+  Scalar* at = tape.mutable_data() + d.batch * kept;
+  auto width = widths.begin();
+  for (const Scalar* src : copies) {
+    std::copy_n(src, d.batch * *width, at);
+    at += d.batch * *width++;
+  }
+  return tape;
+}
+
+template <typename Scalar>
+lstm_ext::CellWeights<Scalar> cell_weights(const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                                           const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh) {
+  return {w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh)};
+}
+
+// The arrays the backward writes the weight gradients into (the layer's live gradients), checked.
+template <typename Scalar>
+lstm_ext::CellGrads<Scalar> cell_grads(const lstm_ext::CellDims& d, Index gates, Array<Scalar>& dw_ih,
+                                       Array<Scalar>& dw_hh, OptArray<Scalar>& db_ih, OptArray<Scalar>& db_hh,
+                                       bool has_bias) {
+  const Index G = gates * d.hidden;
+  expect_shape("dw_ih", dw_ih, {G, d.input});
+  expect_shape("dw_hh", dw_hh, {G, d.hidden});
+  if (db_ih.has_value() != has_bias || db_hh.has_value() != has_bias)
+    throw std::invalid_argument("db_ih and db_hh: give both exactly when the cell has biases");
+  if (db_ih) expect_shape("db_ih", *db_ih, {G});
+  if (db_hh) expect_shape("db_hh", *db_hh, {G});
+  return {dw_ih.mutable_data(), dw_hh.mutable_data(), db_ih ? db_ih->mutable_data() : nullptr,
+          db_hh ? db_hh->mutable_data() : nullptr};
+}
+
+template <typename Scalar>
+py::tuple lstm_cell_forward(const Array<Scalar>& x, const Array<Scalar>& h0, const Array<Scalar>& c0,
+                            const Array<Scalar>& w_ih, const Array<Scalar>& w_hh, const OptArray<Scalar>& b_ih,
+                            const OptArray<Scalar>& b_hh, bool training) {
+  const lstm_ext::CellDims d = forward_dims(x, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesLstm);
+  const bool unbatched = x.ndim() == 1;
+  expect_cell_state("h0", h0, d, unbatched);
+  expect_cell_state("c0", c0, d, unbatched);
+  const Index H = d.hidden, G = lstm_ext::kGatesLstm * H;
+  Array<Scalar> h1 = new_cell_array<Scalar>(d, unbatched, H), c1 = new_cell_array<Scalar>(d, unbatched, H);
+  Scalar* gates = nullptr;
+  py::object tape = py::none();
+  if (training) {
+    Array<Scalar> t = new_tape<Scalar>(d, G, {x.data(), h0.data(), c0.data()}, {d.input, H, H});
+    gates = t.mutable_data();
+    tape = std::move(t);
+  }
+  lstm_ext::lstm_cell_forward<Scalar>(d, cell_weights(w_ih, w_hh, b_ih, b_hh), x.data(), h0.data(), c0.data(),
+                                      h1.mutable_data(), c1.mutable_data(), gates);
+  return py::make_tuple(h1, c1, tape);
+}
+
+template <typename Scalar>
+py::tuple lstm_cell_backward(const Array<Scalar>& tape, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                             const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh, const Array<Scalar>& dh1,
+                             const OptArray<Scalar>& dc1, Array<Scalar> dw_ih, Array<Scalar> dw_hh,
+                             OptArray<Scalar> db_ih, OptArray<Scalar> db_hh, bool accumulate) {
+  const lstm_ext::CellDims d = backward_dims(dh1, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesLstm);
+  const bool unbatched = dh1.ndim() == 1;
+  const Index N = d.batch, I = d.input, H = d.hidden, G = lstm_ext::kGatesLstm * H;
+  if (dc1) expect_cell_state("dc1", *dc1, d, unbatched);
+  expect_shape("tape", tape, {N * (G + I + 2 * H)});
+  const lstm_ext::CellGrads<Scalar> grads =
+      cell_grads(d, lstm_ext::kGatesLstm, dw_ih, dw_hh, db_ih, db_hh, b_ih.has_value());
+  const Scalar* gates = tape.data();
+  const Scalar* x = gates + N * G;
+  const Scalar* h0 = x + N * I;
+  const Scalar* c0 = h0 + N * H;
+  Array<Scalar> dx = new_cell_array<Scalar>(d, unbatched, I);
+  Array<Scalar> dh0 = new_cell_array<Scalar>(d, unbatched, H), dc0 = new_cell_array<Scalar>(d, unbatched, H);
+  lstm_ext::lstm_cell_backward<Scalar>(d, cell_weights(w_ih, w_hh, b_ih, b_hh), x, h0, c0, gates, dh1.data(),
+                                       data_or_null(dc1), dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(),
+                                       grads, accumulate);
+  return py::make_tuple(dx, dh0, dc0);
+}
+
+template <typename Scalar>
+py::tuple gru_cell_forward(const Array<Scalar>& x, const Array<Scalar>& h0, const Array<Scalar>& w_ih,
+                           const Array<Scalar>& w_hh, const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh,
+                           bool training) {
+  const lstm_ext::CellDims d = forward_dims(x, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesGru);
+  const bool unbatched = x.ndim() == 1;
+  expect_cell_state("h0", h0, d, unbatched);
+  const Index H = d.hidden, G = lstm_ext::kGatesGru * H;
+  Array<Scalar> h1 = new_cell_array<Scalar>(d, unbatched, H);
+  Scalar *gates = nullptr, *hidden_n = nullptr;
+  py::object tape = py::none();
+  if (training) {
+    Array<Scalar> t = new_tape<Scalar>(d, G + H, {x.data(), h0.data()}, {d.input, H});
+    gates = t.mutable_data();
+    hidden_n = gates + d.batch * G;
+    tape = std::move(t);
+  }
+  lstm_ext::gru_cell_forward<Scalar>(d, cell_weights(w_ih, w_hh, b_ih, b_hh), x.data(), h0.data(),
+                                     h1.mutable_data(), gates, hidden_n);
+  return py::make_tuple(h1, tape);
+}
+
+template <typename Scalar>
+py::tuple gru_cell_backward(const Array<Scalar>& tape, const Array<Scalar>& w_ih, const Array<Scalar>& w_hh,
+                            const OptArray<Scalar>& b_ih, const OptArray<Scalar>& b_hh, const Array<Scalar>& dh1,
+                            Array<Scalar> dw_ih, Array<Scalar> dw_hh, OptArray<Scalar> db_ih,
+                            OptArray<Scalar> db_hh, bool accumulate) {
+  const lstm_ext::CellDims d = backward_dims(dh1, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesGru);
+  const bool unbatched = dh1.ndim() == 1;
+  const Index N = d.batch, I = d.input, H = d.hidden, G = lstm_ext::kGatesGru * H;
+  expect_shape("tape", tape, {N * (G + H + I + H)});
+  const lstm_ext::CellGrads<Scalar> grads =
+      cell_grads(d, lstm_ext::kGatesGru, dw_ih, dw_hh, db_ih, db_hh, b_ih.has_value());
+  const Scalar* gates = tape.data();
+  const Scalar* hidden_n = gates + N * G;
+  const Scalar* x = hidden_n + N * H;
+  const Scalar* h0 = x + N * I;
+  Array<Scalar> dx = new_cell_array<Scalar>(d, unbatched, I);
+  Array<Scalar> dh0 = new_cell_array<Scalar>(d, unbatched, H);
+  lstm_ext::gru_cell_backward<Scalar>(d, cell_weights(w_ih, w_hh, b_ih, b_hh), x, h0, gates, hidden_n, dh1.data(),
+                                      dx.mutable_data(), dh0.mutable_data(), grads, accumulate);
+  return py::make_tuple(dx, dh0);
+}
+
+template <typename Scalar>
+void def_cells(py::module_& m) {
+  const auto a = [](const char* name) { return py::arg(name).noconvert(); };
+  m.def("lstm_cell_forward", &lstm_cell_forward<Scalar>, a("x"), a("h0"), a("c0"), a("w_ih"), a("w_hh"),
+        opt("b_ih"), opt("b_hh"), py::arg("training"),
+        "One LSTM cell step: x [N, I] or [I], h0 and c0 [N, H] or [H] (required: pass zeros), the four weights "
+        "(biases both or None). Returns (h1, c1, tape); tape [N*(4H + I + 2H)] = gates, x, h0, c0 when "
+        "training, else None.");
+  m.def("lstm_cell_backward", &lstm_cell_backward<Scalar>, a("tape"), a("w_ih"), a("w_hh"), opt("b_ih"),
+        opt("b_hh"), a("dh1"), opt("dc1"), a("dw_ih"), a("dw_hh"), opt("db_ih"), opt("db_hh"),
+        py::arg("accumulate"),
+        "Backward of lstm_cell_forward (same weights): writes (accumulate: adds) the weight gradients into "
+        "dw_ih, dw_hh, db_ih, db_hh. Returns (dx, dh0, dc0), shaped as x and h0.");
+  m.def("gru_cell_forward", &gru_cell_forward<Scalar>, a("x"), a("h0"), a("w_ih"), a("w_hh"), opt("b_ih"),
+        opt("b_hh"), py::arg("training"),
+        "One GRU cell step (reset after, torch's): x [N, I] or [I], h0 [N, H] or [H]. Returns (h1, tape); tape "
+        "[N*(3H + H + I + H)] = gates, hidden_n, x, h0 when training, else None.");
+  m.def("gru_cell_backward", &gru_cell_backward<Scalar>, a("tape"), a("w_ih"), a("w_hh"), opt("b_ih"), opt("b_hh"),
+        a("dh1"), a("dw_ih"), a("dw_hh"), opt("db_ih"), opt("db_hh"), py::arg("accumulate"),
+        "Backward of gru_cell_forward, as lstm_cell_backward. Returns (dx, dh0).");
+}
+
 template <typename Scalar>
 void def_stacks(py::module_& m) {
   m.def("lstm_stack_forward", &lstm_stack_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
@@ -487,6 +697,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "lstm_ext's compiled core (private): use the lstm_ext package instead.";
   def_stacks<float>(m);
   def_stacks<double>(m);
+  def_cells<float>(m);
+  def_cells<double>(m);
   m.def("set_num_threads", &lstm_ext::set_num_threads, py::arg("n"),
         "Threads used by the kernels, process-wide (n >= 1).");
   m.def("get_num_threads", &lstm_ext::get_num_threads, "Threads used by the kernels.");
