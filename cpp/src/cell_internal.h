@@ -6,6 +6,7 @@
 #include "lstm_ext/cell.h"
 #include "sequence_internal.h"
 
+#include <algorithm>
 #include <string>
 
 namespace lstm_ext::detail {
@@ -36,23 +37,31 @@ void check_cell_grads(const char* where, const CellWeights<Scalar>& w, const Cel
           "db_ih and db_hh must be given exactly when the cell has biases");
 }
 
-// out [N, G] = a [N, K] w^T, w [G, K]. At N = 1 Eigen evaluates this as a matrix-vector product (the same
-// expression as the sequence kernels' input projection, so the same kernel there).
+// The products write into aligned storage (Buffer) only: at N = 1 Eigen evaluates them as matrix-vector
+// products, whose split between vector code and a scalar remainder (which round differently: the scalar
+// multiply-add is not fused) follows the destination's address, so the same step into two numpy arrays could
+// differ in the last bit.
+
+// out [N, G] = a [N, K] w^T, w [G, K]; `out` aligned. The expression of the sequence kernels' input projection.
 template <typename Scalar>
-void product_wt(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Scalar* out) {
-  MatrixMap<Scalar>(out, n, g).noalias() = ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
+void product_wt(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Buffer<Scalar>& out) {
+  MatrixMap<Scalar>(out.data(), n, g).noalias() =
+      ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
 }
 
-// out [N, G] += a [N, K] w^T.
+// out [N, G] += a [N, K] w^T; `out` aligned.
 template <typename Scalar>
-void product_wt_add(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Scalar* out) {
-  MatrixMap<Scalar>(out, n, g).noalias() += ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
+void product_wt_add(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Buffer<Scalar>& out) {
+  MatrixMap<Scalar>(out.data(), n, g).noalias() +=
+      ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
 }
 
-// out [N, K] = d [N, G] w, w [G, K]: the gradient through a product with w^T.
+// out [N, K] = d [N, G] w, w [G, K] (the gradient through a product with w^T), via an aligned buffer.
 template <typename Scalar>
 void product_w(Index n, Index g, Index k, const Scalar* d, const Scalar* w, Scalar* out) {
-  MatrixMap<Scalar>(out, n, k).noalias() = ConstMatrixMap<Scalar>(d, n, g) * ConstMatrixMap<Scalar>(w, g, k);
+  Buffer<Scalar> result(n * k);
+  MatrixMap<Scalar>(result.data(), n, k).noalias() = ConstMatrixMap<Scalar>(d, n, g) * ConstMatrixMap<Scalar>(w, g, k);
+  std::copy_n(result.data(), n * k, out);
 }
 
 // dw [G, K] (+)= d [N, G]^T a [N, K]. At N = 1 an outer product, row by row: each element is one rounded

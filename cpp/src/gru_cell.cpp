@@ -20,13 +20,14 @@ void gru_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, 
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
   const Index G = kGatesGru * H;
-  // hp = h0 w_hh^T + b_hh for all three blocks; in inference the gates' pre-activations too.
-  detail::Buffer<Scalar> ws((gates == nullptr ? 2 : 1) * N * G);
-  Scalar* hp = ws.data();
-  Scalar* pre = gates == nullptr ? ws.data() + N * G : gates;
+  // The pre-activations of the gates (copied to `gates` when training) and hp = h0 w_hh^T + b_hh for all three
+  // blocks, in aligned storage (see cell_internal.h).
+  detail::Buffer<Scalar> pre_ws(N * G), hp_ws(N * G);
+  Scalar* pre = pre_ws.data();
+  Scalar* hp = hp_ws.data();
 
   // As gru_forward: the input side with b_ih; hp starts from b_hh and the recurrent product is added to it.
-  detail::product_wt(N, G, I, x, weights.w_ih, pre);
+  detail::product_wt(N, G, I, x, weights.w_ih, pre_ws);
   MatrixMap<Scalar> hp_map(hp, N, G);
   if (weights.b_ih != nullptr) {
     MatrixMap<Scalar>(pre, N, G).rowwise() += ConstRowVectorMap<Scalar>(weights.b_ih, G);
@@ -34,7 +35,7 @@ void gru_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, 
   } else {
     hp_map.setZero();
   }
-  detail::product_wt_add(N, G, H, h0, weights.w_hh, hp);
+  detail::product_wt_add(N, G, H, h0, weights.w_hh, hp_ws);
 
   detail::GateScratch<Scalar> scratch(G, 0);  // the row passes use only its gates part
   for (Index r = 0; r < N; ++r) {
@@ -44,6 +45,7 @@ void gru_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, 
     detail::finish_row(H, true, g, hp_r + 2 * H, h0 + r * H, h1 + r * H, scratch);
     if (hidden_n != nullptr) std::copy_n(hp_r + 2 * H, H, hidden_n + r * H);
   }
+  if (gates != nullptr) std::copy_n(pre, N * G, gates);
 }
 
 template <typename Scalar>
@@ -61,9 +63,9 @@ void gru_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights,
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
   const Index G = kGatesGru * H;
   // The gradients of the input-side and of the recurrent-side pre-activations (they differ in the n block).
-  detail::Buffer<Scalar> ws(2 * N * G);
-  Scalar* d_gates = ws.data();
-  Scalar* d_hp = ws.data() + N * G;
+  detail::Buffer<Scalar> d_gates_ws(N * G), d_hp_ws(N * G);
+  Scalar* d_gates = d_gates_ws.data();
+  Scalar* d_hp = d_hp_ws.data();
 
   // gru_backward's per-row expressions (reset after), with dL/dh1 as the only gradient reaching h1.
   for (Index r = 0; r < N; ++r) {

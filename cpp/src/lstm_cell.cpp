@@ -4,6 +4,7 @@
 #include "cell_internal.h"
 #include "lstm_internal.h"
 
+#include <algorithm>
 #include <type_traits>
 
 namespace lstm_ext {
@@ -90,19 +91,19 @@ void lstm_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights,
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
   const Index G = kGatesLstm * H;
-  detail::Buffer<Scalar> gates_ws(gates == nullptr ? N * G : 0);
-  Scalar* pre = gates == nullptr ? gates_ws.data() : gates;
+  detail::Buffer<Scalar> pre(N * G);  // aligned (see cell_internal.h); copied to `gates` when training
 
   // In the sequence kernels' order: input side, bias (b_ih + b_hh first, as the layers sum it), recurrent side.
   detail::product_wt(N, G, I, x, weights.w_ih, pre);
   if (weights.b_ih != nullptr) {
-    MatrixMap<Scalar>(pre, N, G).rowwise() +=
+    MatrixMap<Scalar>(pre.data(), N, G).rowwise() +=
         ConstRowVectorMap<Scalar>(weights.b_ih, G) + ConstRowVectorMap<Scalar>(weights.b_hh, G);
   }
   detail::product_wt_add(N, G, H, h0, weights.w_hh, pre);
 
   detail::GateScratch<Scalar> scratch = make_scratch<Scalar>(G, H);
-  detail::gate_pass_forward(N, H, pre, c0, c1, h1, H, scratch);
+  detail::gate_pass_forward(N, H, pre.data(), c0, c1, h1, H, scratch);
+  if (gates != nullptr) std::copy_n(pre.data(), N * G, gates);
 }
 
 template <typename Scalar>

@@ -17,7 +17,8 @@
 // those of the sequence kernels; the products are matrix-vector products at N = 1 (GEMMs above), so results
 // equal lstm_forward/gru_forward over T = 1 to float rounding.
 //
-// Reentrant; no allocation beyond what one step needs (none at all for a float LSTM step with `gates` given).
+// Reentrant; no allocation beyond one step's workspaces (its pre-activations and gate gradients). Results do not
+// depend on where the caller's buffers are (the products write into aligned workspaces only).
 // Preconditions are checked and violated ones throw std::invalid_argument("[function] ...").
 #pragma once
 
@@ -53,7 +54,7 @@ struct CellGrads {
 //   x [N, I], h0 [N, H], c0 [N, H]   inputs, required
 //   h1 [N, H], c1 [N, H]             outputs, required
 //   gates [N, 4H]                    output: the activated gates i, f, g, o (what the backward needs), or
-//                                    nullptr in inference (a per-call workspace is used)
+//                                    nullptr in inference
 // Outputs must not overlap the inputs or each other.
 template <typename Scalar>
 void lstm_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, const Scalar* x,
