@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
+from ._cell import CellSteps, CellTape, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
 from ._validation import as_float_array, check_shape
 
@@ -171,7 +172,7 @@ class GRU(_GruCore):
         return dx, dh0
 
 
-class GRUCell(_GruCore):
+class GRUCell(CellSteps, _GruCore):
     """One GRU step, shaped like :class:`torch.nn.GRUCell`: ``weight_ih (3H, I)``, ``weight_hh (3H, H)``,
     ``bias_ih (3H,)``, ``bias_hh (3H,)``; ``reset_after`` as in :class:`GRU`."""
 
@@ -191,20 +192,62 @@ class GRUCell(_GruCore):
         return f"GRUCell({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
     def __call__(self, x: Any, hx: Any = None, *, training: Optional[bool] = None) -> np.ndarray:
-        """One step: ``x`` ``(N, I)`` or ``(I,)``, ``hx`` ``(N, H)`` or ``(H,)`` (zeros when omitted); returns h1."""
-        x_in = x
-        x, batch, state_shape = self._cell_input(x)
-        states: States = [self._state("hx", hx, state_shape, (1, batch, self.hidden_size))]
+        """One step: ``x`` ``(N, I)`` or ``(I,)``, ``hx`` ``(N, H)`` or ``(H,)`` (zeros when omitted); returns h1.
+
+        A training step keeps the gates ``(N, 3H)``, ``W_hn h + b_hn`` ``(N, H)`` and copies of ``x`` and ``hx``
+        for :meth:`backward`. Arrays of the layer's dtype, C-contiguous, aligned and writeable go to the core
+        without any conversion. (``reset_after=False`` steps through the sequence kernels, over ``T = 1``.)
+        """
         mode = self.training if training is None else bool(training)
-        y, _ = self._run(x.reshape(1, batch, self.input_size), states, None, (x_in, hx), x.shape, state_shape,
-                         [state_shape], mode)
-        return y.reshape(state_shape)
+        if not self.reset_after:
+            return self._sequence_step(x, hx, mode)
+        shape = self._ready_state_shape(x)
+        if shape is not None and hx is None:
+            h = self._zeros(shape)
+        elif shape is not None and ready(hx, self.dtype, shape):
+            h = hx
+        else:
+            x, shape = self._checked_x(x)
+            h = self._zeros(shape) if hx is None else self._checked_state("hx", hx, shape)
+        p = self._params
+        w_ih, w_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+        h1, tape = _core.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, mode)
+        self._tape = None if tape is None else CellTape(tape, w_ih, w_hh, b_ih, b_hh, shape)
+        return h1
 
     forward = __call__
 
     def backward(self, dh1: Any, accumulate: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """Backward of the last training step: ``dh1`` shaped as ``h1``; returns ``(dx, dh0)``."""
         tape = self._check_tape()
+        if isinstance(tape, Tape):
+            return self._sequence_step_backward(tape, dh1, accumulate)
+        shape = tape.state_shape
+        if not ready(dh1, self.dtype, shape):
+            dh1 = self._checked_state("dh1", dh1, shape, "the shape of h1")
+        g = self._grads
+        return _core.gru_cell_backward(tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1,
+                                       g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
+                                       accumulate)
+
+    @property
+    def cache_nbytes(self) -> int:
+        """Bytes the last training step keeps for the backward (0 in inference)."""
+        tape = self._tape
+        if isinstance(tape, CellTape):
+            return int(tape.buffer.nbytes)
+        return super().cache_nbytes
+
+    # -- reset_after=False: the cell kernels have torch's formulation only --------------------------------
+    def _sequence_step(self, x: Any, hx: Any, mode: bool) -> np.ndarray:
+        x_in = x
+        x, batch, state_shape = self._cell_input(x)
+        states: States = [self._state("hx", hx, state_shape, (1, batch, self.hidden_size))]
+        y, _ = self._run(x.reshape(1, batch, self.input_size), states, None, (x_in, hx), x.shape, state_shape,
+                         [state_shape], mode)
+        return y.reshape(state_shape)
+
+    def _sequence_step_backward(self, tape: Tape, dh1: Any, accumulate: bool) -> Tuple[np.ndarray, np.ndarray]:
         state_shape = tape.state_shapes[0]
         batch = 1 if len(state_shape) == 1 else state_shape[0]
         dh = as_float_array("dh1", dh1, self.dtype)

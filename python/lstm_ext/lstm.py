@@ -11,8 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
+from ._cell import CellSteps, CellTape, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
-from ._validation import as_float_array, check_pair, check_shape
+from ._validation import check_pair
 
 ArrayPair = Tuple[np.ndarray, np.ndarray]
 
@@ -231,7 +232,7 @@ class LSTM(_LstmCore):
         return dx, (dh0, dc0)
 
 
-class LSTMCell(_LstmCore):
+class LSTMCell(CellSteps, _LstmCore):
     """One LSTM step, shaped like :class:`torch.nn.LSTMCell`: for streaming, one input at a time.
 
     Parameters are ``weight_ih (4H, I)``, ``weight_hh (4H, H)``, ``bias_ih (4H,)``, ``bias_hh (4H,)``,
@@ -271,18 +272,29 @@ class LSTMCell(_LstmCore):
         -------
         (h1, c1) : tuple of ndarray
             The next states, shaped as ``h0``/``c0``.
+
+        Notes
+        -----
+        A training step keeps the gates ``(N, 4H)`` and copies of ``x``, ``h0``, ``c0`` for :meth:`backward`.
+        Arrays of the layer's dtype, C-contiguous, aligned and writeable go to the core without any conversion.
         """
-        x_in = x
-        x, batch, state_shape = self._cell_input(x)
-        core_shape = (1, batch, self.hidden_size)
-        h_user, c_user = (None, None) if hx is None else check_pair("hx", hx)
-        states: States = [self._state("hx[0] (h0)", h_user, state_shape, core_shape),
-                          self._state("hx[1] (c0)", c_user, state_shape, core_shape)]
-        x_tm = x.reshape(1, batch, self.input_size)
-        mode = self.training if training is None else bool(training)
-        y, (_, c1) = self._run(x_tm, states, None, (x_in, h_user, c_user), x.shape, state_shape,
-                               [state_shape, state_shape], mode)
-        return y.reshape(state_shape), c1.reshape(state_shape)
+        shape = self._ready_state_shape(x)
+        if shape is not None and hx is None:
+            h = c = self._zeros(shape)
+        elif shape is not None and type(hx) is tuple and len(hx) == 2 and ready(hx[0], self.dtype, shape) \
+                and ready(hx[1], self.dtype, shape):
+            h, c = hx
+        else:
+            x, shape = self._checked_x(x)
+            h_user, c_user = (None, None) if hx is None else check_pair("hx", hx)
+            h = self._zeros(shape) if h_user is None else self._checked_state("hx[0] (h0)", h_user, shape)
+            c = self._zeros(shape) if c_user is None else self._checked_state("hx[1] (c0)", c_user, shape)
+        p = self._params
+        w_ih, w_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+        h1, c1, tape = _core.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh,
+                                               self.training if training is None else bool(training))
+        self._tape = None if tape is None else CellTape(tape, w_ih, w_hh, b_ih, b_hh, shape)
+        return h1, c1
 
     forward = __call__
 
@@ -304,12 +316,18 @@ class LSTMCell(_LstmCore):
             Shaped as ``h0``/``c0``.
         """
         tape = self._check_tape()
-        state_shape = tape.state_shapes[0]
-        batch = 1 if len(state_shape) == 1 else state_shape[0]
-        core_shape = (1, batch, self.hidden_size)
-        dh = as_float_array("dh1", dh1, self.dtype)
-        check_shape("dh1", dh, state_shape, "the shape of h1")
-        dc_n = self._state("dc1", dc1, state_shape, core_shape)
-        # h1 is y's only step, so dh1 enters as dy; dc1 as the gradient of the final cell state.
-        dx, (dh0, dc0) = self._run_backward(tape, dh.reshape(core_shape), [None, dc_n], accumulate)
-        return dx.reshape(tape.x_shape), (dh0.reshape(state_shape), dc0.reshape(state_shape))
+        shape = tape.state_shape
+        if not ready(dh1, self.dtype, shape):
+            dh1 = self._checked_state("dh1", dh1, shape, "the shape of h1")
+        if dc1 is not None and not ready(dc1, self.dtype, shape):
+            dc1 = self._checked_state("dc1", dc1, shape)
+        g = self._grads
+        dx, dh0, dc0 = _core.lstm_cell_backward(
+            tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1, dc1, g["weight_ih"], g["weight_hh"],
+            g.get("bias_ih"), g.get("bias_hh"), accumulate)
+        return dx, (dh0, dc0)
+
+    @property
+    def cache_nbytes(self) -> int:
+        """Bytes the last training step keeps for the backward (0 in inference)."""
+        return 0 if self._tape is None else int(self._tape.buffer.nbytes)

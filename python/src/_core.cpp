@@ -11,13 +11,16 @@
 #include "lstm_ext/gru.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
+#include "lstm_ext/cell.h"  // after the others: keeps this change apart from main's include edits
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace py = pybind11;
@@ -447,6 +450,321 @@ py::tuple gru_stack_backward(const Array<Scalar>& x, const ArrayList<Scalar>& w_
 // Arguments every stack call shares, after the weights and states.
 py::arg opt(const char* name) { return py::arg(name).noconvert().none(true); }
 
+// ----------------------------------------------------------------------------------------------------------
+// Cells: one step of N rows (cell.h), called once per step from Python, so the per-call cost decides at the
+// sizes cells are used at. Every argument is positional and taken as a plain py::array (or None), then checked
+// here: array_t's caster would run PyArray_FromAny on each argument, even with noconvert, which costs about as
+// much as a whole small step; and one entry point per function dispatching on x's dtype avoids pybind11's
+// overload resolution. Nothing is converted; the outputs are the only allocations. x is [N, I] or unbatched
+// [I]; the states and their gradients have x's rank with H columns.
+
+constexpr char kSwappedByteOrder = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? '>' : '<';
+
+template <typename Scalar>
+const char* scalar_name() {
+  return std::is_same_v<Scalar, float> ? "float32" : "float64";
+}
+
+// `a` itself, once checked to be a C-contiguous, aligned array of Scalar in native byte order.
+template <typename Scalar>
+const py::array& exact(const char* name, const py::array& a) {
+  const py::dtype dt = a.dtype();
+  if (dt.num() != py::detail::npy_format_descriptor<Scalar>::value || dt.byteorder() == kSwappedByteOrder ||
+      !(a.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + ": expected a C-contiguous " + scalar_name<Scalar>() +
+                         " array in native byte order");
+  expect_aligned(name, a);
+  return a;
+}
+
+// An optional argument: None, or an array checked as `exact` does.
+template <typename Scalar>
+std::optional<py::array> exact_or_none(const char* name, const py::object& o) {
+  if (o.is_none()) return std::nullopt;
+  if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + ": expected an array or None");
+  return exact<Scalar>(name, py::reinterpret_borrow<py::array>(o));
+}
+
+template <typename Scalar>
+const Scalar* data_of(const py::array& a) {
+  return static_cast<const Scalar*>(a.data());
+}
+
+template <typename Scalar>
+const Scalar* data_of(const std::optional<py::array>& a) {
+  return a ? data_of<Scalar>(*a) : nullptr;
+}
+
+// Writeable data of an output argument (mutable_data throws for a read-only array).
+template <typename Scalar>
+Scalar* mutable_data_of(py::array& a) {
+  return static_cast<Scalar*>(a.mutable_data());
+}
+
+template <typename Scalar>
+Scalar* mutable_data_of(std::optional<py::array>& a) {
+  return a ? mutable_data_of<Scalar>(*a) : nullptr;
+}
+
+// Whether a cell call computes in float64: x's (or dh1's) dtype picks the instantiation; every other array is
+// then checked against it.
+bool is_double(const py::array& a) {
+  return a.dtype().num() == py::detail::npy_format_descriptor<double>::value;
+}
+
+// A state-shaped array: [N, H], or [H] for an unbatched x.
+void expect_cell_state(const char* name, const py::array& a, const lstm_ext::CellDims& d, bool unbatched) {
+  if (unbatched) expect_shape(name, a, {d.hidden});
+  else expect_shape(name, a, {d.batch, d.hidden});
+}
+
+// The weights of a cell call and its dims, from N and I (x's, or in the backward dh1's and w_ih's), checked.
+template <typename Scalar>
+struct CellArgs {
+  lstm_ext::CellDims dims;
+  lstm_ext::CellWeights<Scalar> weights;
+};
+
+template <typename Scalar>
+CellArgs<Scalar> cell_args(Index batch, Index input, const py::array& w_ih, const py::array& w_hh,
+                           const py::object& b_ih_obj, const py::object& b_hh_obj, Index gates) {
+  exact<Scalar>("w_ih", w_ih);
+  exact<Scalar>("w_hh", w_hh);
+  const std::optional<py::array> b_ih = exact_or_none<Scalar>("b_ih", b_ih_obj);
+  const std::optional<py::array> b_hh = exact_or_none<Scalar>("b_hh", b_hh_obj);
+  expect_rank("w_hh", w_hh, 2);
+  const lstm_ext::CellDims d{batch, input, w_hh.shape(1)};
+  const Index G = gates * d.hidden;
+  expect_shape("w_ih", w_ih, {G, d.input});
+  expect_shape("w_hh", w_hh, {G, d.hidden});
+  if (b_ih.has_value() != b_hh.has_value()) throw std::invalid_argument("b_ih and b_hh: give both or neither");
+  if (b_ih) expect_shape("b_ih", *b_ih, {G});
+  if (b_hh) expect_shape("b_hh", *b_hh, {G});
+  // The pointers outlive the optionals: the arrays are the caller's arguments.
+  return {d, {data_of<Scalar>(w_ih), data_of<Scalar>(w_hh), data_of<Scalar>(b_ih), data_of<Scalar>(b_hh)}};
+}
+
+// The args of a forward, from x [N, I] or unbatched [I].
+template <typename Scalar>
+CellArgs<Scalar> forward_args(const py::array& x, const py::array& w_ih, const py::array& w_hh,
+                              const py::object& b_ih, const py::object& b_hh, Index gates) {
+  exact<Scalar>("x", x);
+  if (x.ndim() != 1 && x.ndim() != 2)
+    throw std::invalid_argument("x: expected shape (N, I) or (I,), got " + shape_string(x));
+  return cell_args<Scalar>(x.ndim() == 2 ? x.shape(0) : 1, x.shape(x.ndim() - 1), w_ih, w_hh, b_ih, b_hh, gates);
+}
+
+// The args of a backward, from dh1 [N, H] or unbatched [H] and w_ih [G, I].
+template <typename Scalar>
+CellArgs<Scalar> backward_args(const py::array& dh1, const py::array& w_ih, const py::array& w_hh,
+                               const py::object& b_ih, const py::object& b_hh, Index gates) {
+  exact<Scalar>("dh1", dh1);
+  if (dh1.ndim() != 1 && dh1.ndim() != 2)
+    throw std::invalid_argument("dh1: expected shape (N, H) or (H,), got " + shape_string(dh1));
+  expect_rank("w_ih", w_ih, 2);
+  const CellArgs<Scalar> a =
+      cell_args<Scalar>(dh1.ndim() == 2 ? dh1.shape(0) : 1, w_ih.shape(1), w_ih, w_hh, b_ih, b_hh, gates);
+  expect_cell_state("dh1", dh1, a.dims, dh1.ndim() == 1);
+  return a;
+}
+
+template <typename Scalar>
+Array<Scalar> new_cell_array(const lstm_ext::CellDims& d, bool unbatched, Index width) {
+  if (unbatched) return Array<Scalar>({width});
+  return Array<Scalar>({d.batch, width});
+}
+
+// The tape of a training step: one array of N * (kept + the widths) values: first the `kept` columns the
+// forward writes (the gates; the GRU's hidden_n), then copies of x and the states, so that the caller changing
+// its arrays later does not change the backward.
+template <typename Scalar>
+Array<Scalar> new_tape(const lstm_ext::CellDims& d, Index kept, std::initializer_list<const Scalar*> copies,
+                       std::initializer_list<Index> widths) {
+  Index total = kept;
+  for (Index w : widths) total += w;
+  Array<Scalar> tape({lstm_ext::checked_product("tape", {d.batch, total})});
+  Scalar* at = tape.mutable_data() + d.batch * kept;
+  auto width = widths.begin();
+  for (const Scalar* src : copies) {
+    std::copy_n(src, d.batch * *width, at);
+    at += d.batch * *width++;
+  }
+  return tape;
+}
+
+// The arrays the backward writes the weight gradients into (the layer's live gradients), checked.
+template <typename Scalar>
+lstm_ext::CellGrads<Scalar> cell_grads(const CellArgs<Scalar>& a, Index gates, py::array& dw_ih, py::array& dw_hh,
+                                       const py::object& db_ih_obj, const py::object& db_hh_obj) {
+  const Index G = gates * a.dims.hidden;
+  exact<Scalar>("dw_ih", dw_ih);
+  exact<Scalar>("dw_hh", dw_hh);
+  std::optional<py::array> db_ih = exact_or_none<Scalar>("db_ih", db_ih_obj);
+  std::optional<py::array> db_hh = exact_or_none<Scalar>("db_hh", db_hh_obj);
+  expect_shape("dw_ih", dw_ih, {G, a.dims.input});
+  expect_shape("dw_hh", dw_hh, {G, a.dims.hidden});
+  const bool has_bias = a.weights.b_ih != nullptr;
+  if (db_ih.has_value() != has_bias || db_hh.has_value() != has_bias)
+    throw std::invalid_argument("db_ih and db_hh: give both exactly when the cell has biases");
+  if (db_ih) expect_shape("db_ih", *db_ih, {G});
+  if (db_hh) expect_shape("db_hh", *db_hh, {G});
+  return {mutable_data_of<Scalar>(dw_ih), mutable_data_of<Scalar>(dw_hh), mutable_data_of<Scalar>(db_ih),
+          mutable_data_of<Scalar>(db_hh)};
+}
+
+template <typename Scalar>
+py::tuple lstm_cell_forward(const py::array& x, const py::array& h0, const py::array& c0, const py::array& w_ih,
+                            const py::array& w_hh, const py::object& b_ih, const py::object& b_hh, bool training) {
+  const CellArgs<Scalar> a = forward_args<Scalar>(x, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesLstm);
+  const lstm_ext::CellDims& d = a.dims;
+  const bool unbatched = x.ndim() == 1;
+  expect_cell_state("h0", exact<Scalar>("h0", h0), d, unbatched);
+  expect_cell_state("c0", exact<Scalar>("c0", c0), d, unbatched);
+  const Index H = d.hidden, G = lstm_ext::kGatesLstm * H;
+  const Scalar *x_p = data_of<Scalar>(x), *h0_p = data_of<Scalar>(h0), *c0_p = data_of<Scalar>(c0);
+  Array<Scalar> h1 = new_cell_array<Scalar>(d, unbatched, H), c1 = new_cell_array<Scalar>(d, unbatched, H);
+  Scalar* gates = nullptr;
+  py::object tape = py::none();
+  if (training) {
+    Array<Scalar> t = new_tape<Scalar>(d, G, {x_p, h0_p, c0_p}, {d.input, H, H});
+    gates = t.mutable_data();
+    tape = std::move(t);
+  }
+  {
+    py::gil_scoped_release release;  // a step is microseconds: releasing costs ~0.1 us of it
+    lstm_ext::lstm_cell_forward<Scalar>(d, a.weights, x_p, h0_p, c0_p, h1.mutable_data(), c1.mutable_data(), gates);
+  }
+  return py::make_tuple(h1, c1, tape);
+}
+
+template <typename Scalar>
+py::tuple lstm_cell_backward(const py::array& tape, const py::array& w_ih, const py::array& w_hh,
+                             const py::object& b_ih, const py::object& b_hh, const py::array& dh1,
+                             const py::object& dc1_obj, py::array& dw_ih, py::array& dw_hh, const py::object& db_ih,
+                             const py::object& db_hh, bool accumulate) {
+  const CellArgs<Scalar> a = backward_args<Scalar>(dh1, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesLstm);
+  const lstm_ext::CellDims& d = a.dims;
+  const bool unbatched = dh1.ndim() == 1;
+  const Index N = d.batch, I = d.input, H = d.hidden, G = lstm_ext::kGatesLstm * H;
+  const std::optional<py::array> dc1 = exact_or_none<Scalar>("dc1", dc1_obj);
+  if (dc1) expect_cell_state("dc1", *dc1, d, unbatched);
+  expect_shape("tape", exact<Scalar>("tape", tape), {N * (G + I + 2 * H)});
+  const lstm_ext::CellGrads<Scalar> grads = cell_grads(a, lstm_ext::kGatesLstm, dw_ih, dw_hh, db_ih, db_hh);
+  const Scalar* gates = data_of<Scalar>(tape);
+  const Scalar* x = gates + N * G;
+  const Scalar* h0 = x + N * I;
+  const Scalar* c0 = h0 + N * H;
+  Array<Scalar> dx = new_cell_array<Scalar>(d, unbatched, I);
+  Array<Scalar> dh0 = new_cell_array<Scalar>(d, unbatched, H), dc0 = new_cell_array<Scalar>(d, unbatched, H);
+  {
+    py::gil_scoped_release release;  // a step is microseconds: releasing costs ~0.1 us of it
+    lstm_ext::lstm_cell_backward<Scalar>(d, a.weights, x, h0, c0, gates, data_of<Scalar>(dh1), data_of<Scalar>(dc1),
+                                         dx.mutable_data(), dh0.mutable_data(), dc0.mutable_data(), grads, accumulate);
+  }
+  return py::make_tuple(dx, dh0, dc0);
+}
+
+template <typename Scalar>
+py::tuple gru_cell_forward(const py::array& x, const py::array& h0, const py::array& w_ih, const py::array& w_hh,
+                           const py::object& b_ih, const py::object& b_hh, bool training) {
+  const CellArgs<Scalar> a = forward_args<Scalar>(x, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesGru);
+  const lstm_ext::CellDims& d = a.dims;
+  const bool unbatched = x.ndim() == 1;
+  expect_cell_state("h0", exact<Scalar>("h0", h0), d, unbatched);
+  const Index H = d.hidden, G = lstm_ext::kGatesGru * H;
+  const Scalar *x_p = data_of<Scalar>(x), *h0_p = data_of<Scalar>(h0);
+  Array<Scalar> h1 = new_cell_array<Scalar>(d, unbatched, H);
+  Scalar *gates = nullptr, *hidden_n = nullptr;
+  py::object tape = py::none();
+  if (training) {
+    Array<Scalar> t = new_tape<Scalar>(d, G + H, {x_p, h0_p}, {d.input, H});
+    gates = t.mutable_data();
+    hidden_n = gates + d.batch * G;
+    tape = std::move(t);
+  }
+  {
+    py::gil_scoped_release release;  // a step is microseconds: releasing costs ~0.1 us of it
+    lstm_ext::gru_cell_forward<Scalar>(d, a.weights, x_p, h0_p, h1.mutable_data(), gates, hidden_n);
+  }
+  return py::make_tuple(h1, tape);
+}
+
+template <typename Scalar>
+py::tuple gru_cell_backward(const py::array& tape, const py::array& w_ih, const py::array& w_hh,
+                            const py::object& b_ih, const py::object& b_hh, const py::array& dh1, py::array& dw_ih,
+                            py::array& dw_hh, const py::object& db_ih, const py::object& db_hh, bool accumulate) {
+  const CellArgs<Scalar> a = backward_args<Scalar>(dh1, w_ih, w_hh, b_ih, b_hh, lstm_ext::kGatesGru);
+  const lstm_ext::CellDims& d = a.dims;
+  const bool unbatched = dh1.ndim() == 1;
+  const Index N = d.batch, I = d.input, H = d.hidden, G = lstm_ext::kGatesGru * H;
+  expect_shape("tape", exact<Scalar>("tape", tape), {N * (G + H + I + H)});
+  const lstm_ext::CellGrads<Scalar> grads = cell_grads(a, lstm_ext::kGatesGru, dw_ih, dw_hh, db_ih, db_hh);
+  const Scalar* gates = data_of<Scalar>(tape);
+  const Scalar* hidden_n = gates + N * G;
+  const Scalar* x = hidden_n + N * H;
+  const Scalar* h0 = x + N * I;
+  Array<Scalar> dx = new_cell_array<Scalar>(d, unbatched, I);
+  Array<Scalar> dh0 = new_cell_array<Scalar>(d, unbatched, H);
+  {
+    py::gil_scoped_release release;  // a step is microseconds: releasing costs ~0.1 us of it
+    lstm_ext::gru_cell_backward<Scalar>(d, a.weights, x, h0, gates, hidden_n, data_of<Scalar>(dh1), dx.mutable_data(),
+                                        dh0.mutable_data(), grads, accumulate);
+  }
+  return py::make_tuple(dx, dh0);
+}
+
+void def_cells(py::module_& m) {
+  m.def(
+      "lstm_cell_forward",
+      [](const py::array& x, const py::array& h0, const py::array& c0, const py::array& w_ih, const py::array& w_hh,
+         const py::object& b_ih, const py::object& b_hh, bool training) {
+        return is_double(x) ? lstm_cell_forward<double>(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training)
+                            : lstm_cell_forward<float>(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training);
+      },
+      py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih").none(true),
+      py::arg("b_hh").none(true), py::arg("training"),
+      "One LSTM cell step: x [N, I] or [I], h0 and c0 [N, H] or [H] (required: pass zeros), the four weights "
+      "(biases both or None), all C-contiguous float32 or all float64. Returns (h1, c1, tape); tape "
+      "[N*(4H + I + 2H)] = gates, x, h0, c0 when training, else None.");
+  m.def(
+      "lstm_cell_backward",
+      [](const py::array& tape, const py::array& w_ih, const py::array& w_hh, const py::object& b_ih,
+         const py::object& b_hh, const py::array& dh1, const py::object& dc1, py::array& dw_ih, py::array& dw_hh,
+         const py::object& db_ih, const py::object& db_hh, bool accumulate) {
+        return is_double(dh1)
+                   ? lstm_cell_backward<double>(tape, w_ih, w_hh, b_ih, b_hh, dh1, dc1, dw_ih, dw_hh, db_ih, db_hh, accumulate)
+                   : lstm_cell_backward<float>(tape, w_ih, w_hh, b_ih, b_hh, dh1, dc1, dw_ih, dw_hh, db_ih, db_hh, accumulate);
+      },
+      py::arg("tape"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih").none(true), py::arg("b_hh").none(true),
+      py::arg("dh1"), py::arg("dc1").none(true), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih").none(true),
+      py::arg("db_hh").none(true), py::arg("accumulate"),
+      "Backward of lstm_cell_forward (same weights, dc1 None: zeros): writes (accumulate: adds) the weight "
+      "gradients into dw_ih, dw_hh, db_ih, db_hh. Returns (dx, dh0, dc0), shaped as x and h0.");
+  m.def(
+      "gru_cell_forward",
+      [](const py::array& x, const py::array& h0, const py::array& w_ih, const py::array& w_hh,
+         const py::object& b_ih, const py::object& b_hh, bool training) {
+        return is_double(x) ? gru_cell_forward<double>(x, h0, w_ih, w_hh, b_ih, b_hh, training)
+                            : gru_cell_forward<float>(x, h0, w_ih, w_hh, b_ih, b_hh, training);
+      },
+      py::arg("x"), py::arg("h0"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih").none(true),
+      py::arg("b_hh").none(true), py::arg("training"),
+      "One GRU cell step (torch's, reset after the product): x [N, I] or [I], h0 [N, H] or [H]. Returns (h1, "
+      "tape); tape [N*(3H + H + I + H)] = gates, hidden_n, x, h0 when training, else None.");
+  m.def(
+      "gru_cell_backward",
+      [](const py::array& tape, const py::array& w_ih, const py::array& w_hh, const py::object& b_ih,
+         const py::object& b_hh, const py::array& dh1, py::array& dw_ih, py::array& dw_hh, const py::object& db_ih,
+         const py::object& db_hh, bool accumulate) {
+        return is_double(dh1)
+                   ? gru_cell_backward<double>(tape, w_ih, w_hh, b_ih, b_hh, dh1, dw_ih, dw_hh, db_ih, db_hh, accumulate)
+                   : gru_cell_backward<float>(tape, w_ih, w_hh, b_ih, b_hh, dh1, dw_ih, dw_hh, db_ih, db_hh, accumulate);
+      },
+      py::arg("tape"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih").none(true), py::arg("b_hh").none(true),
+      py::arg("dh1"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih").none(true), py::arg("db_hh").none(true),
+      py::arg("accumulate"), "Backward of gru_cell_forward, as lstm_cell_backward. Returns (dx, dh0).");
+}
+
 template <typename Scalar>
 void def_stacks(py::module_& m) {
   m.def("lstm_stack_forward", &lstm_stack_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
@@ -503,6 +821,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "lstm_ext's compiled core (private): use the lstm_ext package instead.";
   def_stacks<float>(m);
   def_stacks<double>(m);
+  def_cells(m);
   m.def("set_num_threads", &lstm_ext::set_num_threads, py::arg("n"),
         "Threads used by the kernels, process-wide (n >= 1).");
   m.def("get_num_threads", &lstm_ext::get_num_threads, "Threads used by the kernels.");

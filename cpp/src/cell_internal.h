@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+// Internal to the cell kernels (cell.h): precondition checks and the products of one step, written as the
+// sequence kernels write theirs (sequence_internal.h) so that both round alike where the kernels coincide.
+#pragma once
+
+#include "lstm_ext/cell.h"
+#include "sequence_internal.h"
+
+#include <algorithm>
+#include <string>
+
+namespace lstm_ext::detail {
+
+inline std::string cell_dims_string(const CellDims& d) {
+  return "(N=" + std::to_string(d.batch) + ", I=" + std::to_string(d.input) + ", H=" + std::to_string(d.hidden) +
+         ")";
+}
+
+// Sizes >= 1, every buffer size representable, the weights given and the biases both or neither.
+template <typename Scalar>
+void check_cell(const char* where, const CellDims& d, const CellWeights<Scalar>& w, Index gates) {
+  require(d.batch >= 1 && d.input >= 1 && d.hidden >= 1, where,
+          "all dimensions must be >= 1, got " + cell_dims_string(d));
+  checked_product(where, {d.batch, gates, d.hidden});
+  checked_product(where, {d.batch, d.input});
+  checked_product(where, {gates, d.hidden, d.input});
+  checked_product(where, {gates, d.hidden, d.hidden});
+  require(w.w_ih != nullptr, where, "w_ih is null");
+  require(w.w_hh != nullptr, where, "w_hh is null");
+  require((w.b_ih == nullptr) == (w.b_hh == nullptr), where, "b_ih and b_hh must be both given or both null");
+}
+
+template <typename Scalar>
+void check_cell_grads(const char* where, const CellWeights<Scalar>& w, const CellGrads<Scalar>& g) {
+  require(g.dw_ih != nullptr && g.dw_hh != nullptr, where, "dw_ih and dw_hh are required");
+  require((g.db_ih != nullptr) == (w.b_ih != nullptr) && (g.db_hh != nullptr) == (w.b_hh != nullptr), where,
+          "db_ih and db_hh must be given exactly when the cell has biases");
+}
+
+// The products write into aligned storage (Buffer) only: at N = 1 Eigen evaluates them as matrix-vector
+// products, whose split between vector code and a scalar remainder (which round differently: the scalar
+// multiply-add is not fused) follows the destination's address, so the same step into two numpy arrays could
+// differ in the last bit.
+
+// out [N, G] = a [N, K] w^T, w [G, K]; `out` aligned. The expression of the sequence kernels' input projection.
+template <typename Scalar>
+void product_wt(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Buffer<Scalar>& out) {
+  MatrixMap<Scalar>(out.data(), n, g).noalias() =
+      ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
+}
+
+// out [N, G] += a [N, K] w^T; `out` aligned.
+template <typename Scalar>
+void product_wt_add(Index n, Index g, Index k, const Scalar* a, const Scalar* w, Buffer<Scalar>& out) {
+  MatrixMap<Scalar>(out.data(), n, g).noalias() +=
+      ConstMatrixMap<Scalar>(a, n, k) * ConstMatrixMap<Scalar>(w, g, k).transpose();
+}
+
+// out [N, K] = d [N, G] w, w [G, K] (the gradient through a product with w^T), via an aligned buffer.
+template <typename Scalar>
+void product_w(Index n, Index g, Index k, const Scalar* d, const Scalar* w, Scalar* out) {
+  Buffer<Scalar> result(n * k);
+  MatrixMap<Scalar>(result.data(), n, k).noalias() = ConstMatrixMap<Scalar>(d, n, g) * ConstMatrixMap<Scalar>(w, g, k);
+  std::copy_n(result.data(), n * k, out);
+}
+
+// dw [G, K] (+)= d [N, G]^T a [N, K]. At N = 1 an outer product, row by row: each element is one rounded
+// product (plus the old value), as the sequence kernels' GEMM of depth 1 followed by the layer's `+=` gives.
+template <typename Scalar>
+void weight_grad(Index n, Index g, Index k, const Scalar* d, const Scalar* a, bool accumulate, Scalar* dw) {
+  MatrixMap<Scalar> out(dw, g, k);
+  if (n == 1) {
+    const ConstRowVectorMap<Scalar> row(a, k);
+    for (Index i = 0; i < g; ++i) {
+      if (accumulate) out.row(i) += d[i] * row;
+      else out.row(i) = d[i] * row;
+    }
+    return;
+  }
+  const auto product = ConstMatrixMap<Scalar>(d, n, g).transpose() * ConstMatrixMap<Scalar>(a, n, k);
+  if (accumulate) out.noalias() += product;
+  else out.noalias() = product;
+}
+
+// db [G] (+)= the column sums of d [N, G], summed into aligned storage first (see input_side_backward).
+template <typename Scalar>
+void bias_grad(Index n, Index g, const Scalar* d, bool accumulate, Scalar* db) {
+  RowVectorMap<Scalar> out(db, g);
+  if (n == 1) {
+    if (accumulate) out += ConstRowVectorMap<Scalar>(d, g);
+    else out = ConstRowVectorMap<Scalar>(d, g);
+    return;
+  }
+  const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sums = ConstMatrixMap<Scalar>(d, n, g).colwise().sum();
+  if (accumulate) out += sums;
+  else out = sums;
+}
+
+}  // namespace lstm_ext::detail
