@@ -337,4 +337,9 @@ def test_repeated_out_of_memory_failures_leave_resident_memory_flat():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     growth = int(proc.stdout.split()[-1])
-    assert growth < RSS_SLACK, f"resident memory grew by {growth / 2**20:.1f} MiB over 40 failed forwards"
+    # Each failing call first allocates 6 MiB of temporaries (the combined bias, 4 * 2**18 floats, and the zero
+    # c0, 2 * 2**18 floats); glibc may keep one call's worth in its heap after freeing it (its mmap threshold
+    # adapts to freed sizes), at some call or other. A leak would be 40 times that.
+    temporaries = 6 << 20
+    assert growth < RSS_SLACK + temporaries, (
+        f"resident memory grew by {growth / 2**20:.1f} MiB over 40 failed forwards")
