@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Microbenchmarks of the LSTM core: inference forward, training forward and backward, float32, on the
 // shapes of the performance grid. Counters: GFLOP/s (forward 2*T*N*4H*(I+H) FLOPs, backward twice that)
-// and steps/s. Threads: LSTM_EXT_THREADS or the CPU count.
+// and steps/s. Threads: LSTM_EXT_THREADS or the CPU count; LSTM_EXT_GEMM=eigen for the Eigen-only products.
+#include "lstm_ext/backend.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
 
@@ -9,6 +10,7 @@
 
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
@@ -103,9 +105,13 @@ BENCHMARK(BM_Backward)->Apply(grid);
 
 int main(int argc, char** argv) {
   if (const char* env = std::getenv("LSTM_EXT_THREADS")) lstm_ext::set_num_threads(std::atoi(env));
+  // LSTM_EXT_GEMM=eigen: the products over all steps on Eigen instead of the default (OpenBLAS where built).
+  if (const char* env = std::getenv("LSTM_EXT_GEMM"); env != nullptr && std::string(env) == "eigen")
+    lstm_ext::set_gemm_backend(lstm_ext::GemmBackend::kEigen);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("lstm_ext threads", std::to_string(lstm_ext::get_num_threads()));
+  benchmark::AddCustomContext("gemm", lstm_ext::gemm_backend_description(lstm_ext::get_gemm_backend()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

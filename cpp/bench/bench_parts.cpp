@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Microbenchmarks of the pieces of an LSTM forward, float32, on the shapes of the performance grid, so each
 // kernel's share of the GEMM rate is visible next to bench_lstm's whole-sequence figures:
-//   InputGemm      the input projection of all T*N rows: [T*N, I] x [I, 4H] (one GEMM per call)
+//   InputGemm      the input projection of all T*N rows: [T*N, I] x [I, 4H] (one GEMM per call), on each
+//                  backend (0: Eigen, 1: OpenBLAS), as the kernels call it (detail::gemm_on)
+//   WeightGradGemm the input weights' gradient of a backward: [4H, T*N] x [T*N, I], on each backend
 //   RecurrentGemm  one step's recurrent product [N, H] x [H, 4H], the weights as PyTorch stores them
 //                  (row-major [4H, H], read transposed), at their own alignment (64 bytes, or 16 past it)
 //   RecurrentPacked  the same product on weights packed once per call (as the kernels run it)
 //   GatePass       one step's fused element-wise work for N rows (activations, c_t, h_t)
 //   Step           one whole step as the kernel runs it: lstm_forward with T = 1
 // Counters: GFLOP/s (2*M*K*N for products; none for the gate pass) and rows/s.
+#include "../src/gemm_internal.h"
 #include "../src/lstm_internal.h"
 #include "../src/packed_gemm_internal.h"
 #include "lstm_ext/lstm.h"
@@ -35,17 +38,37 @@ void gemm_counters(benchmark::State& state, double m, double k, double n) {
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Args: T, N, I, H.
+lstm_ext::GemmBackend backend_arg(benchmark::State& state, int64_t arg) {
+  if (arg == 1 && !lstm_ext::openblas_available()) state.SkipWithError("this build has no OpenBLAS");
+  return arg == 1 ? lstm_ext::GemmBackend::kOpenBlas : lstm_ext::GemmBackend::kEigen;
+}
+
+// Args: T, N, I, H, backend.
 void BM_InputGemm(benchmark::State& state) {
   const Index T = state.range(0), N = state.range(1), I = state.range(2), G = 4 * state.range(3);
+  const lstm_ext::GemmBackend backend = backend_arg(state, state.range(4));
   const Matrix x = random_matrix(T * N, I), w = random_matrix(G, I);
   Matrix out(T * N, G);
   for (auto _ : state) {
-    out.noalias() = x * w.transpose();
+    lstm_ext::detail::gemm_on(backend, false, true, T * N, G, I, x.data(), I, w.data(), I, false, out.data(), G);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
   gemm_counters(state, double(T * N), double(I), double(G));
+}
+
+// Args: T, N, I, H, backend.
+void BM_WeightGradGemm(benchmark::State& state) {
+  const Index T = state.range(0), N = state.range(1), I = state.range(2), G = 4 * state.range(3);
+  const lstm_ext::GemmBackend backend = backend_arg(state, state.range(4));
+  const Matrix d_gates = random_matrix(T * N, G), x = random_matrix(T * N, I);
+  Matrix dw(G, I);
+  for (auto _ : state) {
+    lstm_ext::detail::gemm_on(backend, true, false, G, I, T * N, d_gates.data(), G, x.data(), I, false, dw.data(), I);
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(G), double(T * N), double(I));
 }
 
 // Args: N, H, misaligned (0: the weights 64-byte aligned; 1: 16 bytes past, as a NumPy array may be).
@@ -116,11 +139,16 @@ void BM_Step(benchmark::State& state) {
   gemm_counters(state, double(N), double(I + H), double(G));
 }
 
-BENCHMARK(BM_InputGemm)
-    ->ArgNames({"T", "N", "I", "H"})
-    ->Args({100, 1, 128, 128})->Args({100, 32, 256, 256})->Args({100, 64, 512, 512})->Args({50, 128, 1024, 1024})
-    ->Args({1000, 1, 64, 64})
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+// The grid's shapes s1, s2, s3, s4, s5, each on Eigen (0) and OpenBLAS (1).
+void grid_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "N", "I", "H", "blas"});
+  for (int64_t backend : {0, 1}) {
+    b->Args({100, 1, 128, 128, backend})->Args({100, 32, 256, 256, backend})->Args({100, 64, 512, 512, backend});
+    b->Args({50, 128, 1024, 1024, backend})->Args({1000, 1, 64, 64, backend});
+  }
+}
+BENCHMARK(BM_InputGemm)->Apply(grid_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_WeightGradGemm)->Apply(grid_shapes)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_RecurrentGemm)
     ->ArgNames({"N", "H", "misaligned"})
     ->ArgsProduct({{1}, {64, 128}, {0, 1}})
@@ -149,6 +177,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("lstm_ext threads", std::to_string(lstm_ext::get_num_threads()));
+  if (lstm_ext::openblas_available())
+    benchmark::AddCustomContext("openblas", lstm_ext::gemm_backend_description(lstm_ext::GemmBackend::kOpenBlas));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
