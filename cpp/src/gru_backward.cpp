@@ -27,6 +27,8 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   detail::ensure_threads_initialised();
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
+  detail::Buffer<Scalar> zero_h0;
+  h0 = detail::zeros_if_null(h0, N * H, zero_h0);
   const Index G = kGatesGru * H;
   const bool after = weights.reset_after;
   const Index ldy = detail::y_stride_of(kWhere, layout, H);

@@ -37,6 +37,9 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index N = dims.batch, I = dims.input, H = dims.hidden, P = dims.proj;
   const Index O = P > 0 ? P : H;  // output and recurrent width
   const Index G = kGatesLstm * H;
+  detail::Buffer<Scalar> zero_h0, zero_c0;
+  h0 = detail::zeros_if_null(h0, N * O, zero_h0);
+  c0 = detail::zeros_if_null(c0, N * H, zero_c0);
   const bool training = cache.gates != nullptr;
   const Index ldy = detail::y_stride_of(kWhere, layout, O);
   const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);

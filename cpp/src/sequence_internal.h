@@ -21,6 +21,16 @@ T* offset(T* p, Index k) {
   return p == nullptr ? nullptr : p + k;
 }
 
+// A state the caller passed as nullptr ("zeros"), as zeros in `storage`: the kernels compute with it instead
+// of skipping the work it would do, so that 0 * NaN and 0 * Inf (a non-finite weight or gradient meeting a zero
+// state) give NaN, as in torch, not 0.
+template <typename Scalar>
+const Scalar* zeros_if_null(const Scalar* state, Index size, Buffer<Scalar>& storage) {
+  if (state != nullptr) return state;
+  storage.setZero(size);
+  return storage.data();
+}
+
 // One step of a direction, in processing order.
 struct Step {
   Index t = 0;              // time

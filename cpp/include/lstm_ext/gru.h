@@ -37,7 +37,8 @@ struct GruCache {
   Scalar* hidden_n = nullptr;  // [T, N, H] W_hn hm + b_hn of each step; reset_after only (else nullptr)
 };
 
-//   x [T, N, I]; h0 [N, H] or nullptr (zeros); y [T, N, H]; h_n [N, H] or nullptr (each sequence's last h).
+//   x [T, N, I]; h0 [N, H] or nullptr (zeros, used as zeros: 0 * NaN is NaN); y [T, N, H];
+//   h_n [N, H] or nullptr (each sequence's last h).
 template <typename Scalar>
 void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const Scalar* x, const Scalar* h0,
                  Scalar* y, Scalar* h_n, const GruCache<Scalar>& cache, const SequenceLayout& layout = {},

@@ -46,8 +46,8 @@ Index lstm_cache_bytes(const LstmDims& dims);
 
 // Forward through the whole sequence.
 //   x   [T, N, I]       input
-//   h0  [N, H_out]      initial hidden state, or nullptr for zeros
-//   c0  [N, H]          initial cell state, or nullptr for zeros
+//   h0  [N, H_out]      initial hidden state, or nullptr for zeros (used as zeros, not skipped: 0 * NaN is NaN)
+//   c0  [N, H]          initial cell state, or nullptr for zeros (likewise)
 //   y   [T, N, H_out]   output: h_1 ... h_T (a training backward reads it back as the saved hidden states)
 //   h_n [N, H_out]      output: each sequence's last h (packed: at its own last step), or nullptr
 //   c_n [N, H]          output: the same for c, or nullptr
