@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The kernels' thread split: with two threads a batch of at least 16 sequences runs as two slices, each thread
 its own time loop, and the two directions of a bidirectional layer run on the two threads; a smaller batch of an
-LSTM with at least 128 hidden units splits each step's units over the two threads. Whatever the split,
+LSTM with at least 256 hidden units splits each step's units over the two threads. Whatever the split,
 results must be those of the float64 reference, and those of one thread up to float rounding.
 
 Batches here are large enough to be split (16 sequences and more, odd counts, ragged lengths so that a packed
@@ -126,9 +126,9 @@ def test_variational_dropout_masks_are_the_same_whatever_the_thread_count(rng, r
         np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-13)
 
 
-# The unit split: a batch too small for the batch split (fewer than 16 sequences) with at least 64 hidden units
-# per thread runs each step's units on both threads, with a barrier per step. H = 136 gives two ranges whose
-# boundary (64) is not the middle and a last range whose width is not a multiple of the packet.
+# The unit split: a batch too small for the batch split (fewer than 16 sequences) with at least 128 hidden units
+# per thread runs each step's units on both threads, with a barrier per step. H = 264 gives two ranges whose
+# boundary (128) is not the middle and a last range whose width (136) is not a multiple of the packet.
 UNIT_CASES = [
     # (batch, ragged, hx, recurrent_dropout, training)
     (1, False, True, 0.0, True),
@@ -143,9 +143,9 @@ UNIT_IDS = [f"N{n}{'-ragged' if r else ''}{'' if h else '-no_hx'}{'-rec_dropout'
 
 def unit_split_run(rng_seed: int, threads: int, dtype, batch: int, ragged: bool, hx: bool, recurrent_dropout: float,
                    training: bool):
-    """An LSTM(7, 136) forward (and backward when training) on `threads` threads; every result as a list."""
+    """An LSTM(7, 264) forward (and backward when training) on `threads` threads; every result as a list."""
     rng = np.random.default_rng(rng_seed)
-    steps, hidden = 6, 136
+    steps, hidden = 6, 264
     lstm_ext.set_num_threads(threads)
     layer = lstm_ext.LSTM(7, hidden, dtype=dtype, seed=2, recurrent_dropout=recurrent_dropout)
     layer.train(training)

@@ -27,8 +27,10 @@ namespace lstm_ext::detail {
 // Fewer rows than this per thread and the per-step products get too thin to beat one thread on all rows.
 constexpr Index kMinSliceRows = 8;
 // The unit split (below): at least this many hidden units per thread, so that a step's work per thread
-// (4 * units * H multiply-adds) outweighs the barrier that ends it.
-constexpr Index kMinSliceUnits = 64;
+// (4 * units * H multiply-adds) outweighs the barrier that ends it. Measured at N = 1, T = 100, 2 threads over
+// 1: H = 512 0.60x, H = 256 (N = 4) 0.59x, but H = 128 only 0.92x, with much wider spread (a barrier per step
+// waits whenever the other core is late), so H = 128 stays on one thread.
+constexpr Index kMinSliceUnits = 128;
 // Unit ranges start at multiples of this (a cache line of floats): threads never write the same line.
 constexpr Index kUnitGrain = 16;
 

@@ -105,10 +105,10 @@ TEST(UnitBounds, RangesStartOnCacheLinesAndCoverTheUnits) {
 
 TEST(UnitSplitParts, OnlyForBatchesTooSmallToSliceAndEnoughUnits) {
   lstm_ext::set_num_threads(2);
-  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 128), 2);
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 256), 2);
   EXPECT_EQ(lstm_ext::detail::unit_split_parts(15, 1024), 2);
   EXPECT_EQ(lstm_ext::detail::unit_split_parts(16, 1024), 1);  // the batch split applies
-  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 127), 1);    // under 64 units per thread
+  EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 255), 1);    // under 128 units per thread
   lstm_ext::set_num_threads(1);
   EXPECT_EQ(lstm_ext::detail::unit_split_parts(1, 1024), 1);
   lstm_ext::set_num_threads(lstm_ext::default_num_threads());
