@@ -8,8 +8,11 @@
 //                  (row-major [4H, H], read transposed), at their own alignment (64 bytes, or 16 past it)
 //   RecurrentPacked  the same product on weights packed once per call (as the kernels run it)
 //   GatePass       one step's fused element-wise work for N rows (activations, c_t, h_t)
+//   PackedStep     the unfused step at small batches: RecurrentPacked, then GatePass (no re-copy of gates)
+//   FusedStep      the same step fused in registers (fused_step_internal.h), as the kernels run it at small N
 //   Step           one whole step as the kernel runs it: lstm_forward with T = 1
 // Counters: GFLOP/s (2*M*K*N for products; none for the gate pass) and rows/s.
+#include "../src/fused_step_internal.h"
 #include "../src/gemm_internal.h"
 #include "../src/lstm_internal.h"
 #include "../src/packed_gemm_internal.h"
@@ -123,6 +126,37 @@ void BM_GatePass(benchmark::State& state) {
   state.counters["rows/s"] = benchmark::Counter(double(N), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Args: N, H: the recurrent product then the gate pass, on the same buffers, as the unfused kernel runs a step.
+void BM_PackedStep(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Matrix h = random_matrix(N, H), w = random_matrix(G, H), proj = random_matrix(N, G);
+  Matrix gates = proj, c = random_matrix(N, H), h_out(N, H);
+  const lstm_ext::detail::PackedWeights<float> packed(w.data(), G, H, H, false);
+  lstm_ext::detail::Buffer<float> scratch(packed.scratch_size());
+  lstm_ext::detail::GateScratch<float> gate_scratch(G, H);
+  for (auto _ : state) {
+    packed.multiply_add(N, h.data(), H, gates.data(), G, scratch.data());
+    lstm_ext::detail::gate_pass_forward(N, H, gates.data(), c.data(), c.data(), h_out.data(), H, gate_scratch);
+    benchmark::DoNotOptimize(h_out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(H), double(G));
+}
+
+// Args: N, H: the same step fused (the gates re-activated each iteration: only the timing matters).
+void BM_FusedStep(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Matrix h = random_matrix(N, H), w = random_matrix(G, H);
+  Matrix gates = random_matrix(N, G), c = random_matrix(N, H), h_out(N, H);
+  const lstm_ext::detail::FusedLstmStep fused(w.data(), H, H, 0, H);
+  for (auto _ : state) {
+    fused.run(N, h.data(), H, gates.data(), c.data(), c.data(), h_out.data(), H);
+    benchmark::DoNotOptimize(h_out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(H), double(G));
+}
+
 // Args: N, I, H: one inference step through the public kernel.
 void BM_Step(benchmark::State& state) {
   const Index N = state.range(0), I = state.range(1), H = state.range(2), G = 4 * H;
@@ -163,6 +197,14 @@ BENCHMARK(BM_GatePass)
     ->ArgNames({"N", "H"})
     ->Args({1, 64})->Args({1, 128})->Args({32, 256})->Args({64, 512})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_PackedStep)
+    ->ArgNames({"N", "H"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {32, 64, 128, 256, 512}})
+    ->UseRealTime();
+BENCHMARK(BM_FusedStep)
+    ->ArgNames({"N", "H"})
+    ->ArgsProduct({{1, 2, 4, 8, 16, 32}, {32, 64, 128, 256, 512}})
+    ->UseRealTime();
 BENCHMARK(BM_Step)
     ->ArgNames({"N", "I", "H"})
     ->Args({1, 128, 128})->Args({1, 64, 64})->Args({32, 256, 256})

@@ -1,17 +1,39 @@
 // SPDX-License-Identifier: MIT
 #include "lstm_ext/lstm.h"
 
+#include "fused_step_internal.h"
 #include "lstm_internal.h"
 #include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace lstm_ext {
 
 using detail::gate_pass_forward;
+
+namespace {
+
+// float steps of at most this many rows (per thread) run fused (fused_step_internal.h). Measured one step,
+// 1 thread (bench_parts FusedStep against PackedStep): N = 1..4 0.7-1.0x the time of the packed product
+// plus the gate pass (H = 64 at N = 1 ties: the weights' trip from L2 bounds both), N = 8 0.9-1.15x.
+constexpr Index kMaxFusedRows = 8;
+
+// One float step through the fused kernel: the carried rows continue from c_prev, the others start from c0.
+void fused_step(const detail::FusedLstmStep& fused, const detail::Step& st, Index H, const float* prev,
+                Index ld_prev, float* gates_t, const float* c_prev, const float* c0, float* c_t, float* h_t,
+                Index ld_h) {
+  const Index G = kGatesLstm * H, m = st.carried, n = st.rows;
+  fused.run(m, prev, ld_prev, gates_t, c_prev, c_t, h_t, ld_h);
+  fused.run(n - m, detail::offset(prev, m * ld_prev), ld_prev, gates_t + m * G, c0 + m * H, c_t + m * H,
+            h_t + m * ld_h, ld_h);
+}
+
+}  // namespace
 
 template <typename Scalar>
 Index lstm_cache_bytes(const LstmDims& dims) {
@@ -61,11 +83,13 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
 
   // A batch too small to split by sequences splits each step's hidden units instead (see parallel_internal.h):
   // each part packs its own rows of w_hh, on the calling thread (allocation may throw; the steps may not).
+  constexpr bool kFloat = std::is_same_v<Scalar, float>;
   const Index unit_parts = P > 0 ? 1 : detail::unit_split_parts(N, H);
   if (unit_parts > 1) {
     struct Part {
       Index u0, u1;
-      std::vector<detail::PackedWeights<Scalar>> w_hh;  // this part's rows of each gate's block of w_hh
+      std::vector<detail::PackedWeights<Scalar>> w_hh;  // double: this part's rows of each gate's block of w_hh
+      std::unique_ptr<detail::FusedLstmStep> fused;     // float: the same rows, for the fused step
       detail::Buffer<Scalar> prev, pack;
       detail::GateScratch<Scalar> scratch;
     };
@@ -74,7 +98,11 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     parts.reserve(static_cast<size_t>(unit_parts));
     for (Index j = 0; j < unit_parts; ++j) {
       const Index u0 = bounds[j], u1 = bounds[j + 1];
-      Part& part = parts.emplace_back(Part{u0, u1, {}, detail::Buffer<Scalar>(N * O), {}, {G, H}});
+      Part& part = parts.emplace_back(Part{u0, u1, {}, nullptr, detail::Buffer<Scalar>(N * O), {}, {G, H}});
+      if constexpr (kFloat) {
+        part.fused = std::make_unique<detail::FusedLstmStep>(weights.w_hh, H, O, u0, u1);
+        continue;
+      }
       Index scratch = 0;
       for (Index q = 0; q < kGatesLstm; ++q) {
         part.w_hh.emplace_back(weights.w_hh + (q * H + u0) * O, u1 - u0, O, O, false);
@@ -91,11 +119,21 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       Scalar* gates_t = gates + st.offset * G;
       Index ld_prev = 0;
       const Scalar* prev = detail::previous_states(st, O, y, ldy, h0, masks.recurrent, part.prev.data(), ld_prev);
+      Scalar* h_t = y + st.offset * ldy;
+      if constexpr (kFloat) {
+        float* c_t = training ? cache.cells + st.offset * H : cell;
+        const float* c_prev = training ? cache.cells + st.prev_offset * H : cell;
+        fused_step(*part.fused, st, H, prev, ld_prev, gates_t, c_prev, c0, c_t, h_t, ldy);
+        for (Index r = st.finished_from; r < n; ++r) {
+          if (h_n != nullptr) std::copy(h_t + r * ldy + u0, h_t + r * ldy + u1, h_n + r * O + u0);
+          if (c_n != nullptr) std::copy(c_t + r * H + u0, c_t + r * H + u1, c_n + r * H + u0);
+        }
+        return;
+      }
       if (prev != nullptr) {
         for (Index q = 0; q < kGatesLstm; ++q)
           part.w_hh[q].multiply_add(n, prev, ld_prev, gates_t + q * H + u0, G, part.pack.data());
       }
-      Scalar* h_t = y + st.offset * ldy;
       Scalar* c_t;
       if (training) {
         c_t = cache.cells + st.offset * H;
@@ -115,8 +153,10 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     return;
   }
 
-  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h).
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, G, O, O, false);
+  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h); a
+  // float batch of a few rows runs the fused step instead, each thread on its own copy of the weights.
+  const bool fuse = kFloat && N <= kMaxFusedRows;
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
   const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
@@ -130,6 +170,10 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
     detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
+    std::unique_ptr<detail::FusedLstmStep> fused;  // float slices of a few rows: the fused step
+    if constexpr (kFloat) {
+      if (fuse) fused = std::make_unique<detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
+    }
 
     for (Index s = 0; s < slice.steps(); ++s) {
       const detail::Step st = slice.step(s);
@@ -138,21 +182,26 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       Scalar* gates_t = gates + st.offset * G;
       Index ld_prev = 0;
       const Scalar* prev = detail::previous_states(st, O, y, ldy, h0_s, mask_s, prev_ws.data(), ld_prev);
-      if (prev != nullptr) w_hh.multiply_add(n, prev, ld_prev, gates_t, G, pack_ws.data());
 
       // Without projection h_t goes straight to y; with it, h_full goes to a scratch and y = h_full w_hr^T.
       Scalar* h_out = P > 0 ? full_ws.data() : y + st.offset * ldy;
       const Index ld_h = P > 0 ? H : ldy;
-      Scalar* c_t;
-      if (training) {
-        c_t = cache.cells + st.offset * H;
-        const Index m = st.carried;
-        gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
-        gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0_s, m * H), c_t + m * H, h_out + m * ld_h,
-                          ld_h, scratch);
+      Scalar* c_t = training ? cache.cells + st.offset * H : cell_s;  // inference: rows are sequences
+      if (fused) {
+        if constexpr (kFloat) {
+          const float* c_prev = training ? cache.cells + st.prev_offset * H : cell_s;
+          fused_step(*fused, st, H, prev, ld_prev, gates_t, c_prev, c0_s, c_t, h_out, ld_h);
+        }
       } else {
-        c_t = cell_s;  // rows are sequences: each keeps its state when it ends
-        gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
+        if (prev != nullptr) w_hh.multiply_add(n, prev, ld_prev, gates_t, G, pack_ws.data());
+        if (training) {
+          const Index m = st.carried;
+          gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
+          gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0_s, m * H), c_t + m * H,
+                            h_out + m * ld_h, ld_h, scratch);
+        } else {
+          gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
+        }
       }
       if (P > 0) w_hr.multiply(n, full_ws.data(), H, y + st.offset * ldy, ldy, pack_ws.data());
 
