@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""Batches of at most 8 sequences run each float32 LSTM step fused (the recurrent product and the gate math in
-registers, cpp/src/fused_step_internal.h): forward and backward must match the float64 reference to float32
-rounding, with hidden sizes that end in a partial block of units, a projection, variable lengths, the reverse
-direction and given or absent initial states; and one thread must agree with two."""
+"""Batches of at most 8 sequences run each float32 LSTM step, and each GRU step with the reset gate after the
+product, fused (the recurrent product and the gate math in registers, cpp/src/fused_step_internal.h): forward
+and backward must match the float64 reference to float32 rounding, with hidden sizes that end in a partial
+block of units, a projection, variable lengths, the reverse direction and given or absent initial states; and one
+thread must agree with two. (With dropout masks, test_dropout.py checks small float32 batches against the
+reference given the drawn masks.)"""
 
 from __future__ import annotations
 
@@ -64,3 +66,54 @@ def test_small_float32_batches_agree_on_one_and_two_threads(restore_num_threads,
     two = run_case(2, batch, hidden, proj, bidirectional, ragged, hx)[2]
     for name in one:
         np.testing.assert_allclose(two[name], one[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+GRU_CASES = [
+    # (batch, hidden, bidirectional, ragged, hx, bias)
+    (1, 17, False, False, True, True),
+    (1, 64, True, False, False, True),
+    (3, 33, False, True, True, False),
+    (8, 40, True, True, True, True),
+]
+GRU_IDS = [f"N{n}-H{h}{'-bidir' if b else ''}{'-ragged' if r else ''}{'' if x else '-no_hx'}{'' if bias else '-no_bias'}"
+           for n, h, b, r, x, bias in GRU_CASES]
+
+
+def run_gru(threads: int, batch: int, hidden: int, bidirectional: bool, ragged: bool, hx: bool, bias: bool):
+    rng = np.random.default_rng(6)
+    steps, inputs, directions = 9, 6, 2 if bidirectional else 1
+    lstm_ext.set_num_threads(threads)
+    layer = lstm_ext.GRU(inputs, hidden, bidirectional=bidirectional, bias=bias, dtype=np.float32, seed=4)
+    x = rng.standard_normal((steps, batch, inputs))
+    h0 = 0.5 * rng.standard_normal((directions, batch, hidden)) if hx else None
+    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    dy = rng.standard_normal((steps, batch, directions * hidden))
+    f32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    y, h_n = layer(f32(x), f32(h0), lengths)
+    dx, dh0 = layer.backward(f32(dy))
+    got = {"y": y, "h_n": h_n, "dx": dx, "dh0": dh0}
+    got.update({name: g.copy() for name, g in layer.grads.items()})
+    return layer, (x, h0, lengths, dy), got
+
+
+@pytest.mark.parametrize(("batch", "hidden", "bidirectional", "ragged", "hx", "bias"), GRU_CASES, ids=GRU_IDS)
+def test_small_float32_gru_batches_match_the_float64_reference(restore_num_threads, batch, hidden, bidirectional,
+                                                               ragged, hx, bias):
+    layer, (x, h0, lengths, dy), got = run_gru(1, batch, hidden, bidirectional, ragged, hx, bias)
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    y, h_n, _, tape = reference_layers.stack_forward("gru", params, x, h0, None, bidirectional=bidirectional,
+                                                     lengths=lengths)
+    dx, dh0, _, grads = reference_layers.stack_backward(tape, dy, None, None)
+    want = {"y": y, "h_n": h_n, "dx": dx, "dh0": dh0, **grads}
+    for name, value in got.items():
+        np.testing.assert_allclose(value, want[name], rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize(("batch", "hidden", "bidirectional", "ragged", "hx", "bias"), GRU_CASES, ids=GRU_IDS)
+def test_small_float32_gru_batches_agree_on_one_and_two_threads(restore_num_threads, batch, hidden, bidirectional,
+                                                                ragged, hx, bias):
+    one = run_gru(1, batch, hidden, bidirectional, ragged, hx, bias)[2]
+    two = run_gru(2, batch, hidden, bidirectional, ragged, hx, bias)[2]
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=2e-5, atol=2e-6, err_msg=name)
+

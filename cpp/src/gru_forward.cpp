@@ -2,12 +2,15 @@
 #include "lstm_ext/gru.h"
 
 #include "activations_internal.h"
+#include "fused_step_internal.h"
 #include "gru_internal.h"
 #include "packed_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
 #include <algorithm>
+#include <memory>
+#include <type_traits>
 
 namespace lstm_ext {
 
@@ -43,7 +46,15 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h):
   // all three blocks (reset after), or r, z and, apart, n (reset before: n's product reads r * hm).
   const Index hp_cols = after ? G : 2 * H;
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, hp_cols, H, H, false);
+  // A float batch of a few rows with the reset gate after the product runs each step fused instead
+  // (fused_step_internal.h), on weights packed for it and shared by the threads.
+  constexpr bool kFloat = std::is_same_v<Scalar, float>;
+  const bool fuse = kFloat && after && N <= detail::kMaxFusedRows;
+  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : hp_cols, H, H, false);
+  std::unique_ptr<const detail::FusedGruStep> fused;
+  if constexpr (kFloat) {
+    if (fuse) fused = std::make_unique<const detail::FusedGruStep>(weights.w_hh, H);
+  }
   const detail::PackedWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, false);
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
@@ -67,6 +78,15 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
       const Scalar* hm = hu;
       ldm = ldu;
       if (mask_s != nullptr) hm = detail::previous_states(st, H, y, ldy, h0_s, mask_s, prev_m.data(), ldm);
+      if (fused) {
+        if constexpr (kFloat) {
+          fused->run(n, hm, ldm, hu, ldu, weights.b_hh, gates_t, training ? cache.hidden_n + st.offset * H : nullptr,
+                     y + st.offset * ldy, ldy);
+        }
+        const Index f = st.finished_from;
+        if (h_n_s != nullptr) detail::copy_rows(n - f, H, y + (st.offset + f) * ldy, ldy, h_n_s + f * H);
+        continue;
+      }
 
       // hp = hm w_hh^T + b_hh: all three blocks (reset after), or r and z only (reset before; n comes below).
       for (Index r = 0; r < n; ++r) {

@@ -18,11 +18,6 @@ using detail::gate_pass_forward;
 
 namespace {
 
-// float steps of at most this many rows (per thread) run fused (fused_step_internal.h). Measured one step,
-// 1 thread (bench_parts FusedStep against PackedStep): N = 1..4 0.7-1.0x the time of the packed product
-// plus the gate pass (H = 64 at N = 1 ties: the weights' trip from L2 bounds both), N = 8 0.9-1.15x.
-constexpr Index kMaxFusedRows = 8;
-
 // One float step through the fused kernel: the carried rows continue from c_prev, the others start from c0.
 void fused_step(const detail::FusedLstmStep& fused, const detail::Step& st, Index H, const float* prev,
                 Index ld_prev, float* gates_t, const float* c_prev, const float* c0, float* c_t, float* h_t,
@@ -154,9 +149,13 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   }
 
   // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h); a
-  // float batch of a few rows runs the fused step instead, each thread on its own copy of the weights.
-  const bool fuse = kFloat && N <= kMaxFusedRows;
+  // float batch of a few rows runs the fused step instead, on weights packed for it (shared by the threads).
+  const bool fuse = kFloat && N <= detail::kMaxFusedRows;
   const detail::PackedWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
+  std::unique_ptr<const detail::FusedLstmStep> fused;
+  if constexpr (kFloat) {
+    if (fuse) fused = std::make_unique<const detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
+  }
   const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
@@ -170,10 +169,6 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
     detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
-    std::unique_ptr<detail::FusedLstmStep> fused;  // float slices of a few rows: the fused step
-    if constexpr (kFloat) {
-      if (fuse) fused = std::make_unique<detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
-    }
 
     for (Index s = 0; s < slice.steps(); ++s) {
       const detail::Step st = slice.step(s);
