@@ -46,26 +46,34 @@ def run_case(threads: int, batch: int, hidden: int, proj: int, bidirectional: bo
     return layer, (x, h0, c0, lengths, dy), got
 
 
-@pytest.mark.parametrize(("batch", "hidden", "proj", "bidirectional", "ragged", "hx"), CASES, ids=IDS)
-def test_small_float32_batches_match_the_float64_reference(restore_num_threads, batch, hidden, proj, bidirectional,
-                                                           ragged, hx):
-    layer, (x, h0, c0, lengths, dy), got = run_case(1, batch, hidden, proj, bidirectional, ragged, hx)
+def assert_matches_the_reference(kind: str, layer, got, x, h0, c0, lengths, dy, **options) -> None:
+    """Every result in `got` against the float64 reference layer on the same (float64-cast) weights."""
     params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
-    y, h_n, c_n, tape = reference_layers.stack_forward("lstm", params, x, h0, c0, proj_size=proj,
-                                                       bidirectional=bidirectional, lengths=lengths)
+    y, h_n, c_n, tape = reference_layers.stack_forward(kind, params, x, h0, c0, lengths=lengths, **options)
     dx, dh0, dc0, grads = reference_layers.stack_backward(tape, dy, None, None)
     want = {"y": y, "h_n": h_n, "c_n": c_n, "dx": dx, "dh0": dh0, "dc0": dc0, **grads}
     for name, value in got.items():
         np.testing.assert_allclose(value, want[name], rtol=2e-4, atol=2e-5, err_msg=name)
 
 
+def assert_threads_agree(one, two) -> None:
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+@pytest.mark.parametrize(("batch", "hidden", "proj", "bidirectional", "ragged", "hx"), CASES, ids=IDS)
+def test_small_float32_batches_match_the_float64_reference(restore_num_threads, batch, hidden, proj, bidirectional,
+                                                           ragged, hx):
+    layer, (x, h0, c0, lengths, dy), got = run_case(1, batch, hidden, proj, bidirectional, ragged, hx)
+    assert_matches_the_reference("lstm", layer, got, x, h0, c0, lengths, dy, proj_size=proj,
+                                 bidirectional=bidirectional)
+
+
 @pytest.mark.parametrize(("batch", "hidden", "proj", "bidirectional", "ragged", "hx"), CASES, ids=IDS)
 def test_small_float32_batches_agree_on_one_and_two_threads(restore_num_threads, batch, hidden, proj,
                                                             bidirectional, ragged, hx):
-    one = run_case(1, batch, hidden, proj, bidirectional, ragged, hx)[2]
-    two = run_case(2, batch, hidden, proj, bidirectional, ragged, hx)[2]
-    for name in one:
-        np.testing.assert_allclose(two[name], one[name], rtol=2e-5, atol=2e-6, err_msg=name)
+    assert_threads_agree(run_case(1, batch, hidden, proj, bidirectional, ragged, hx)[2],
+                         run_case(2, batch, hidden, proj, bidirectional, ragged, hx)[2])
 
 
 GRU_CASES = [
@@ -100,20 +108,12 @@ def run_gru(threads: int, batch: int, hidden: int, bidirectional: bool, ragged: 
 def test_small_float32_gru_batches_match_the_float64_reference(restore_num_threads, batch, hidden, bidirectional,
                                                                ragged, hx, bias):
     layer, (x, h0, lengths, dy), got = run_gru(1, batch, hidden, bidirectional, ragged, hx, bias)
-    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
-    y, h_n, _, tape = reference_layers.stack_forward("gru", params, x, h0, None, bidirectional=bidirectional,
-                                                     lengths=lengths)
-    dx, dh0, _, grads = reference_layers.stack_backward(tape, dy, None, None)
-    want = {"y": y, "h_n": h_n, "dx": dx, "dh0": dh0, **grads}
-    for name, value in got.items():
-        np.testing.assert_allclose(value, want[name], rtol=2e-4, atol=2e-5, err_msg=name)
+    assert_matches_the_reference("gru", layer, got, x, h0, None, lengths, dy, bidirectional=bidirectional)
 
 
 @pytest.mark.parametrize(("batch", "hidden", "bidirectional", "ragged", "hx", "bias"), GRU_CASES, ids=GRU_IDS)
 def test_small_float32_gru_batches_agree_on_one_and_two_threads(restore_num_threads, batch, hidden, bidirectional,
                                                                 ragged, hx, bias):
-    one = run_gru(1, batch, hidden, bidirectional, ragged, hx, bias)[2]
-    two = run_gru(2, batch, hidden, bidirectional, ragged, hx, bias)[2]
-    for name in one:
-        np.testing.assert_allclose(two[name], one[name], rtol=2e-5, atol=2e-6, err_msg=name)
+    assert_threads_agree(run_gru(1, batch, hidden, bidirectional, ragged, hx, bias)[2],
+                         run_gru(2, batch, hidden, bidirectional, ragged, hx, bias)[2])
 

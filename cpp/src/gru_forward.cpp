@@ -63,7 +63,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
     Scalar* h_n_s = detail::offset(h_n, first * H);
-    detail::Buffer<Scalar> hp(count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
+    detail::Buffer<Scalar> hp(fuse ? 0 : count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
     detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 

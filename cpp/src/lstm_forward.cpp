@@ -115,30 +115,23 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       Index ld_prev = 0;
       const Scalar* prev = detail::previous_states(st, O, y, ldy, h0, masks.recurrent, part.prev.data(), ld_prev);
       Scalar* h_t = y + st.offset * ldy;
+      Scalar* c_t = training ? cache.cells + st.offset * H : cell;
       if constexpr (kFloat) {
-        float* c_t = training ? cache.cells + st.offset * H : cell;
         const float* c_prev = training ? cache.cells + st.prev_offset * H : cell;
         fused_step(*part.fused, st, H, prev, ld_prev, gates_t, c_prev, c0, c_t, h_t, ldy);
-        for (Index r = st.finished_from; r < n; ++r) {
-          if (h_n != nullptr) std::copy(h_t + r * ldy + u0, h_t + r * ldy + u1, h_n + r * O + u0);
-          if (c_n != nullptr) std::copy(c_t + r * H + u0, c_t + r * H + u1, c_n + r * H + u0);
-        }
-        return;
-      }
-      if (prev != nullptr) {
-        for (Index q = 0; q < kGatesLstm; ++q)
-          part.w_hh[q].multiply_add(n, prev, ld_prev, gates_t + q * H + u0, G, part.pack.data());
-      }
-      Scalar* c_t;
-      if (training) {
-        c_t = cache.cells + st.offset * H;
-        const Index m = st.carried;
-        gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_t, ldy, part.scratch, u0, u1);
-        gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0, m * H), c_t + m * H, h_t + m * ldy, ldy,
-                          part.scratch, u0, u1);
       } else {
-        c_t = cell;
-        gate_pass_forward(n, H, gates_t, c_t, c_t, h_t, ldy, part.scratch, u0, u1);
+        if (prev != nullptr) {
+          for (Index q = 0; q < kGatesLstm; ++q)
+            part.w_hh[q].multiply_add(n, prev, ld_prev, gates_t + q * H + u0, G, part.pack.data());
+        }
+        if (training) {
+          const Index m = st.carried;
+          gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_t, ldy, part.scratch, u0, u1);
+          gate_pass_forward(n - m, H, gates_t + m * G, detail::offset(c0, m * H), c_t + m * H, h_t + m * ldy, ldy,
+                            part.scratch, u0, u1);
+        } else {
+          gate_pass_forward(n, H, gates_t, c_t, c_t, h_t, ldy, part.scratch, u0, u1);
+        }
       }
       for (Index r = st.finished_from; r < n; ++r) {
         if (h_n != nullptr) std::copy(h_t + r * ldy + u0, h_t + r * ldy + u1, h_n + r * O + u0);
