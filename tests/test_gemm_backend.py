@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The backend of the products over all time steps (the input projection, dx and the weight gradients):
-OpenBLAS from the scipy-openblas32 wheel where the build has it, Eigen always. Both must give the float64
-reference's results, and agree with each other to float rounding, on shapes large enough for the products to
-be split over two threads by rows and by columns.
+lstm_ext's own float32 kernel ("native", the default) and Eigen always, OpenBLAS from the scipy-openblas32
+wheel where the build has it. Each must give the float64 reference's results (float32 to float rounding), and
+they must agree with each other, on shapes large enough for the products to be split over two threads by rows
+and by columns.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ VARIANTS = [("lstm", {}), ("lstm", {"proj_size": 16}), ("gru", {}), ("gru", {"re
 VARIANT_IDS = ["lstm", "lstm-proj", "gru", "gru-reset_before"]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("kind", "options"), VARIANTS, ids=VARIANT_IDS)
 def test_each_backend_matches_the_float64_reference(rng, restore_backend, restore_num_threads, backend, kind,
-                                                    options):
+                                                    options, dtype):
     lstm_ext.set_gemm_backend(backend)
     lstm_ext.set_num_threads(2)
-    run = forward_backward(kind, np.float64, rng, **options)
+    run = forward_backward(kind, dtype, rng, **options)
     layer, got = run["layer"], run["got"]
     x, h0, c0, dy, lengths = run["inputs"]
     extra = dict(options)
@@ -74,8 +76,9 @@ def test_each_backend_matches_the_float64_reference(rng, restore_backend, restor
     want: Dict[str, object] = {"y": y, "h_n": h_n, "dx": dx, "dh0": dh0, **grads}
     if kind == "lstm":
         want.update(c_n=c_n, dc0=dc0)
+    rtol, atol = (1e-10, 1e-11) if dtype == np.float64 else (1e-3, 1e-4)
     for name, value in got.items():
-        np.testing.assert_allclose(value, want[name], rtol=1e-10, atol=1e-11, err_msg=name)
+        np.testing.assert_allclose(value, want[name], rtol=rtol, atol=atol, err_msg=name)
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="this build has Eigen only")
@@ -85,12 +88,13 @@ def test_backends_agree_to_float_rounding(rng, restore_backend, kind, options):
     for backend in BACKENDS:
         lstm_ext.set_gemm_backend(backend)
         results.append(forward_backward(kind, np.float32, np.random.default_rng(5), **options)["got"])
-    for name in results[0]:
-        np.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-4, atol=2e-5, err_msg=name)
+    for other in results[1:]:
+        for name in results[0]:
+            np.testing.assert_allclose(other[name], results[0][name], rtol=1e-4, atol=2e-5, err_msg=name)
 
 
-def test_the_default_backend_is_the_first_listed_and_eigen_is_always_there(restore_backend):
-    assert BACKENDS[-1] == "eigen"
+def test_the_default_backend_is_native_and_eigen_is_always_there(restore_backend):
+    assert BACKENDS[0] == "native" and BACKENDS[-1] == "eigen"
     assert restore_backend == BACKENDS[0]
     for name in BACKENDS:
         lstm_ext.set_gemm_backend(name)
@@ -98,8 +102,8 @@ def test_the_default_backend_is_the_first_listed_and_eigen_is_always_there(resto
 
 
 def test_an_unknown_backend_is_a_clear_error(restore_backend):
-    with pytest.raises(ValueError, match="name: expected 'eigen' or 'openblas', got 'mkl'"):
+    with pytest.raises(ValueError, match="name: expected 'native', 'openblas' or 'eigen', got 'mkl'"):
         lstm_ext.set_gemm_backend("mkl")
-    with pytest.raises(TypeError, match="name: expected 'eigen' or 'openblas', got int"):
+    with pytest.raises(TypeError, match="name: expected 'native', 'openblas' or 'eigen', got int"):
         lstm_ext.set_gemm_backend(1)  # type: ignore[arg-type]
     assert lstm_ext.get_gemm_backend() == restore_backend

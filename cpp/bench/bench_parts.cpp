@@ -2,11 +2,13 @@
 // Microbenchmarks of the pieces of an LSTM forward, float32, on the shapes of the performance grid, so each
 // kernel's share of the GEMM rate is visible next to bench_lstm's whole-sequence figures:
 //   InputGemm      the input projection of all T*N rows: [T*N, I] x [I, 4H] (one GEMM per call), on each
-//                  backend (0: Eigen, 1: OpenBLAS), as the kernels call it (detail::gemm_on)
+//                  backend (0: Eigen, 1: OpenBLAS, 2: native), as the kernels call it (detail::gemm_on)
 //   WeightGradGemm the input weights' gradient of a backward: [4H, T*N] x [T*N, I], on each backend
 //   RecurrentGemm  one step's recurrent product [N, H] x [H, 4H], the weights as PyTorch stores them
 //                  (row-major [4H, H], read transposed), at their own alignment (64 bytes, or 16 past it)
-//   RecurrentPacked  the same product on weights packed once per call (as the kernels run it)
+//   RecurrentPacked  the same product on weights packed once per call for Eigen's GEBP micro-kernel
+//   RecurrentPanel the same product on weights packed once per call into panels for our own 8-row kernel
+//                  (panel_gemm_internal.h; as the float kernels run it from N = 9)
 //   GatePass       one step's fused element-wise work for N rows (activations, c_t, h_t)
 //   PackedStep     the unfused step at small batches: RecurrentPacked, then GatePass (no re-copy of gates)
 //   FusedStep      the same step fused in registers (fused_step_internal.h), as the kernels run it at small N
@@ -16,6 +18,7 @@
 #include "../src/gemm_internal.h"
 #include "../src/lstm_internal.h"
 #include "../src/packed_gemm_internal.h"
+#include "../src/panel_gemm_internal.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
 
@@ -41,8 +44,10 @@ void gemm_counters(benchmark::State& state, double m, double k, double n) {
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * m * k * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// 0: Eigen, 1: OpenBLAS, 2: native (panel_gemm_internal.h).
 lstm_ext::GemmBackend backend_arg(benchmark::State& state, int64_t arg) {
   if (arg == 1 && !lstm_ext::openblas_available()) state.SkipWithError("this build has no OpenBLAS");
+  if (arg == 2) return lstm_ext::GemmBackend::kNative;
   return arg == 1 ? lstm_ext::GemmBackend::kOpenBlas : lstm_ext::GemmBackend::kEigen;
 }
 
@@ -103,6 +108,20 @@ void BM_RecurrentPacked(benchmark::State& state) {
   lstm_ext::detail::Buffer<float> scratch(packed.scratch_size());
   for (auto _ : state) {
     packed.multiply_add(N, h.data(), H, out.data(), G, scratch.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(N), double(H), double(G));
+}
+
+// Args: N, H: the same product on the panel kernel.
+void BM_RecurrentPanel(benchmark::State& state) {
+  const Index N = state.range(0), H = state.range(1), G = 4 * H;
+  const Matrix h = random_matrix(N, H), w = random_matrix(G, H);
+  Matrix out = random_matrix(N, G);
+  const lstm_ext::detail::PanelWeights packed(w.data(), G, H, H, false);
+  for (auto _ : state) {
+    packed.multiply_add(N, h.data(), H, out.data(), G);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -173,10 +192,10 @@ void BM_Step(benchmark::State& state) {
   gemm_counters(state, double(N), double(I + H), double(G));
 }
 
-// The grid's shapes s1, s2, s3, s4, s5, each on Eigen (0) and OpenBLAS (1).
+// The grid's shapes s1, s2, s3, s4, s5, each on Eigen (0), OpenBLAS (1) and native (2).
 void grid_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "N", "I", "H", "blas"});
-  for (int64_t backend : {0, 1}) {
+  for (int64_t backend : {0, 1, 2}) {
     b->Args({100, 1, 128, 128, backend})->Args({100, 32, 256, 256, backend})->Args({100, 64, 512, 512, backend});
     b->Args({50, 128, 1024, 1024, backend})->Args({1000, 1, 64, 64, backend});
   }
@@ -189,6 +208,11 @@ BENCHMARK(BM_RecurrentGemm)
     ->Args({4, 128, 0})->Args({16, 256, 0})->Args({32, 256, 0})->Args({32, 512, 0})->Args({64, 512, 0})->Args({128, 1024, 0})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_RecurrentPacked)
+    ->ArgNames({"N", "H"})
+    ->Args({1, 64})->Args({1, 128})->Args({4, 128})->Args({16, 256})->Args({32, 256})->Args({32, 512})
+    ->Args({64, 512})->Args({128, 1024})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_RecurrentPanel)
     ->ArgNames({"N", "H"})
     ->Args({1, 64})->Args({1, 128})->Args({4, 128})->Args({16, 256})->Args({32, 256})->Args({32, 512})
     ->Args({64, 512})->Args({128, 1024})

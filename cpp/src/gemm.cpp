@@ -2,6 +2,7 @@
 #include "gemm_internal.h"
 
 #include "lstm_ext/threads.h"
+#include "panel_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -9,6 +10,11 @@
 #include <atomic>
 #include <climits>
 #include <mutex>
+#include <type_traits>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #if defined(LSTM_EXT_HAVE_OPENBLAS)
 #include <cblas.h>  // scipy-openblas32's: every symbol carries the scipy_ prefix
@@ -19,17 +25,57 @@ extern "C" char* scipy_openblas_get_config(void);
 namespace lstm_ext {
 namespace {
 
-#if defined(LSTM_EXT_HAVE_OPENBLAS)
-std::atomic<GemmBackend> g_backend{GemmBackend::kOpenBlas};
-#else
-std::atomic<GemmBackend> g_backend{GemmBackend::kEigen};
-#endif
+std::atomic<GemmBackend> g_backend{GemmBackend::kNative};
 
 // Below this many multiply-adds per thread a fork costs more than it saves (~20 us of work at 50 GFLOP/s).
 constexpr double kMinWorkPerThread = double(1 << 19);
 // Slices start at multiples of this many rows or columns, so each slice's edges fall on whole micro-kernel
 // tiles as the unsplit product's do.
 constexpr Index kSliceGrain = 32;
+
+// How many threads a product of m x n x k multiply-adds should run on: get_num_threads(), fewer where a
+// thread would get less than kMinWorkPerThread, 1 inside a parallel region.
+Index threads_for(Index m, Index n, Index k) {
+  const Index threads = detail::in_parallel_region() ? 1 : get_num_threads();
+  const double work = double(m) * double(n) * double(k);
+  return std::min<Index>(threads, std::max<Index>(1, Index(work / kMinWorkPerThread)));
+}
+
+// The native backend, float: op(B) packed once into column panels, each thread a range of C's rows (or, for
+// a C of few rows, of its panels) on the register-blocked kernel of panel_gemm_internal.h. The threads pack
+// op(B) together first (at s3 op(B) of the weight gradient is the whole [6400, 512] input).
+void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const float* a, Index lda, const float* b,
+                 Index ldb, bool accumulate, float* c, Index ldc) {
+  // op(B) is [k, n]: B stored [n, k] when trans_b (op(B) = B^T), else [k, n].
+  detail::PanelWeights packed(n, k);
+  const Index wanted = threads_for(m, n, k), panels = packed.panels();
+  const bool by_rows = m >= wanted * kSliceGrain || panels < wanted;
+  const Index parts = by_rows ? std::max<Index>(1, std::min<Index>(wanted, m / kSliceGrain))
+                              : std::min<Index>(wanted, panels);
+  auto rows = [&](Index i) { return i == parts ? m : (m * i / parts) / kSliceGrain * kSliceGrain; };
+  auto panel = [&](Index i) { return std::min(panels, panels * i / parts); };
+  auto part = [&](Index j) {
+    if (by_rows) packed.product(accumulate, trans_a, rows(j), rows(j + 1), 0, panels, a, lda, c, ldc);
+    else packed.product(accumulate, trans_a, 0, m, panel(j), panel(j + 1), a, lda, c, ldc);
+  };
+  if (parts <= 1) {
+    packed.pack(b, ldb, !trans_b, 0, panels);
+    part(0);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(static_cast<int>(parts))
+  {
+    const Index team = omp_get_num_threads(), me = omp_get_thread_num();
+    packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
+#pragma omp barrier
+    for (Index j = me; j < parts; j += team) part(j);
+  }
+#else
+  packed.pack(b, ldb, !trans_b, 0, panels);
+  for (Index j = 0; j < parts; ++j) part(j);
+#endif
+}
 
 template <typename Scalar, typename OpA, typename OpB>
 void eigen_product(const OpA& a, const OpB& b, bool accumulate, Scalar* c, Index m, Index n, Index ldc) {
@@ -82,9 +128,7 @@ void gemm_openblas(bool trans_a, bool trans_b, Index m, Index n, Index k, const 
                    const Scalar* b, Index ldb, bool accumulate, Scalar* c, Index ldc) {
   ensure_openblas_single_threaded();
   const Scalar beta = accumulate ? Scalar(1) : Scalar(0);
-  const Index threads = detail::in_parallel_region() ? 1 : get_num_threads();
-  const double work = double(m) * double(n) * double(k);
-  const Index wanted = std::min<Index>(threads, std::max<Index>(1, Index(work / kMinWorkPerThread)));
+  const Index wanted = threads_for(m, n, k);
   // Split C by rows when it has enough of them, else by columns; each slice a single-threaded call.
   const bool by_rows = m >= n || n < wanted * kSliceGrain;
   const Index extent = by_rows ? m : n;
@@ -124,7 +168,8 @@ bool openblas_available() {
 }
 
 void set_gemm_backend(GemmBackend backend) {
-  require(backend == GemmBackend::kEigen || openblas_available(), "set_gemm_backend",
+  require(backend == GemmBackend::kEigen || backend == GemmBackend::kNative || openblas_available(),
+          "set_gemm_backend",
           "this build of lstm_ext has no OpenBLAS (built with LSTM_EXT_BLAS=OFF or without the scipy-openblas32 "
           "wheel)");
   g_backend.store(backend);
@@ -133,9 +178,13 @@ void set_gemm_backend(GemmBackend backend) {
 GemmBackend get_gemm_backend() { return g_backend.load(); }
 
 std::string gemm_backend_description(GemmBackend backend) {
-  if (backend == GemmBackend::kEigen) {
-    return "eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
-           std::to_string(EIGEN_MINOR_VERSION);
+  const std::string eigen = "eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
+                            std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION);
+  if (backend == GemmBackend::kEigen) return eigen;
+  if (backend == GemmBackend::kNative) {
+    return "native (float32: " + std::to_string(detail::PanelWeights::kRows) + "-row x " +
+           std::to_string(detail::PanelWeights::kPanel) + "-column tiles, " +
+           std::to_string(detail::kFloatPacket * 32) + "-bit packets; float64: " + eigen + ")";
   }
 #if defined(LSTM_EXT_HAVE_OPENBLAS)
   return std::string("openblas ") + scipy_openblas_get_config();
@@ -161,13 +210,19 @@ void gemm_on(GemmBackend backend, bool trans_a, bool trans_b, Index m, Index n, 
     return;
   }
   ensure_threads_initialised();
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (backend == GemmBackend::kNative) {
+      gemm_native(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+      return;
+    }
+  }
 #if defined(LSTM_EXT_HAVE_OPENBLAS)
   if (backend == GemmBackend::kOpenBlas && fits_blasint({m, n, k, lda, ldb, ldc})) {
     gemm_openblas(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
     return;
   }
 #else
-  require(backend == GemmBackend::kEigen, kWhere, "this build of lstm_ext has no OpenBLAS");
+  require(backend != GemmBackend::kOpenBlas, kWhere, "this build of lstm_ext has no OpenBLAS");
 #endif
   gemm_eigen(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
 }

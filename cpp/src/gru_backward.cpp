@@ -3,6 +3,7 @@
 
 #include "gru_internal.h"
 #include "packed_gemm_internal.h"
+#include "panel_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -45,8 +46,8 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
 
   // dL/dhm = d_hp w_hh (reset after); reset before: d(r * hm) = d_hp_n w_hn and d_hp_rz w_hrz. The weights
   // packed once for all steps and threads.
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, H, after ? G : 2 * H, H, true);
-  const detail::PackedWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, true);
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, H, after ? G : 2 * H, H, true);
+  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, true);
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {

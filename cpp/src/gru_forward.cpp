@@ -5,6 +5,7 @@
 #include "fused_step_internal.h"
 #include "gru_internal.h"
 #include "packed_gemm_internal.h"
+#include "panel_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -50,12 +51,12 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   // (fused_step_internal.h), on weights packed for it and shared by the threads.
   constexpr bool kFloat = std::is_same_v<Scalar, float>;
   const bool fuse = kFloat && after && N <= detail::kMaxFusedRows;
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : hp_cols, H, H, false);
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : hp_cols, H, H, false);
   std::unique_ptr<const detail::FusedGruStep> fused;
   if constexpr (kFloat) {
     if (fuse) fused = std::make_unique<const detail::FusedGruStep>(weights.w_hh, H);
   }
-  const detail::PackedWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, false);
+  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, false);
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {

@@ -4,6 +4,7 @@
 #include "gemm_internal.h"
 #include "lstm_internal.h"
 #include "packed_gemm_internal.h"
+#include "panel_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -132,8 +133,8 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   if (dc_n != nullptr) std::copy_n(dc_n, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
 
   // dL/dh_{t-1} = d_gates w_hh: the weights packed once for all steps and threads.
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, O, G, O, true);
-  const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P > 0 ? H : 0, P, H, true);  // dL/dh_full = dL/dh w_hr
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, O, G, O, true);
+  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, P > 0 ? H : 0, P, H, true);  // dL/dh_full = dL/dh w_hr
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {

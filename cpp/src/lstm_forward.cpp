@@ -4,6 +4,7 @@
 #include "fused_step_internal.h"
 #include "lstm_internal.h"
 #include "packed_gemm_internal.h"
+#include "panel_gemm_internal.h"
 #include "parallel_internal.h"
 #include "thread_setup.h"
 
@@ -144,12 +145,12 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h); a
   // float batch of a few rows runs the fused step instead, on weights packed for it (shared by the threads).
   const bool fuse = kFloat && N <= detail::kMaxFusedRows;
-  const detail::PackedWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
   std::unique_ptr<const detail::FusedLstmStep> fused;
   if constexpr (kFloat) {
     if (fuse) fused = std::make_unique<const detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
   }
-  const detail::PackedWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
+  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {

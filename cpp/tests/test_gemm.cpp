@@ -22,7 +22,7 @@ using Scalars = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(Gemm, Scalars);
 
 std::vector<GemmBackend> backends() {
-  std::vector<GemmBackend> all{GemmBackend::kEigen};
+  std::vector<GemmBackend> all{GemmBackend::kNative, GemmBackend::kEigen};
   if (lstm_ext::openblas_available()) all.push_back(GemmBackend::kOpenBlas);
   return all;
 }
@@ -72,6 +72,7 @@ TYPED_TEST(Gemm, MatchesTheDefinitionOnEveryBackendAndLayout) {
           check<TypeParam>(backend, ta, tb, 1, 1, 1, accumulate);
           check<TypeParam>(backend, ta, tb, 7, 5, 3, accumulate);
           check<TypeParam>(backend, ta, tb, 33, 17, 64, accumulate);
+          check<TypeParam>(backend, ta, tb, 150, 60, 1100, accumulate);  // blocks of rows and of k
         }
 }
 
@@ -109,13 +110,13 @@ TEST(Gemm, RefusesLeadingDimensionsShorterThanARow) {
                std::invalid_argument);
 }
 
-TEST(GemmBackendSetting, DefaultsToOpenBlasWhereBuiltAndRefusesItWhereNot) {
+TEST(GemmBackendSetting, DefaultsToNativeAndRefusesOpenBlasWhereNotBuilt) {
   const GemmBackend before = lstm_ext::get_gemm_backend();
+  EXPECT_EQ(before, GemmBackend::kNative);
+  EXPECT_EQ(lstm_ext::gemm_backend_description(GemmBackend::kNative).rfind("native (", 0), 0u);
   if (lstm_ext::openblas_available()) {
-    EXPECT_EQ(before, GemmBackend::kOpenBlas);
     EXPECT_EQ(lstm_ext::gemm_backend_description(GemmBackend::kOpenBlas).rfind("openblas ", 0), 0u);
   } else {
-    EXPECT_EQ(before, GemmBackend::kEigen);
     EXPECT_THROW(lstm_ext::set_gemm_backend(GemmBackend::kOpenBlas), std::invalid_argument);
   }
   lstm_ext::set_gemm_backend(GemmBackend::kEigen);

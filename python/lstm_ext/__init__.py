@@ -58,27 +58,28 @@ def get_num_threads() -> int:
 
 
 def gemm_backends() -> List[str]:
-    """The libraries this build can run the products over all time steps on, the default first:
-    ``["openblas", "eigen"]`` (or ``["eigen"]`` in a build without the scipy-openblas32 wheel).
+    """The kernels this build can run the products over all time steps on, the default first:
+    ``["native", "openblas", "eigen"]`` (no ``"openblas"`` in a build without the scipy-openblas32 wheel).
 
-    Those products are the input projection of a forward and, in a backward, ``dx`` and the weight gradients;
-    the per-step recurrent products always run on Eigen's kernel with the weights packed once per call.
+    Those products are the input projection of a forward and, in a backward, ``dx`` and the weight gradients.
+    ``"native"`` is lstm_ext's own register-blocked float32 kernel, the one the per-step recurrent products
+    always run on (float64 runs those on Eigen's kernel, and on Eigen under ``"native"``).
     """
     return list(_core.gemm_backends())
 
 
 def set_gemm_backend(name: str) -> None:
-    """Run the products over all time steps on ``"openblas"`` or ``"eigen"``, process-wide.
+    """Run the products over all time steps on ``"native"``, ``"openblas"`` or ``"eigen"``, process-wide.
 
-    Results differ between the two by float rounding only. OpenBLAS runs single-threaded under lstm_ext's own
-    split over :func:`get_num_threads` threads (its thread pool stays idle), so it does not compete with the
+    Results differ between them by float rounding only. Each runs single-threaded under lstm_ext's own split
+    over :func:`get_num_threads` threads (OpenBLAS's thread pool stays idle), so none competes with the
     kernels' threads.
     """
     if not isinstance(name, str):
-        raise TypeError(f"name: expected 'eigen' or 'openblas', got {type(name).__name__}")
+        raise TypeError(f"name: expected 'native', 'openblas' or 'eigen', got {type(name).__name__}")
     _core.set_gemm_backend(name)
 
 
 def get_gemm_backend() -> str:
-    """The backend of the products over all time steps: ``"openblas"`` or ``"eigen"``."""
+    """The backend of the products over all time steps: ``"native"``, ``"openblas"`` or ``"eigen"``."""
     return str(_core.get_gemm_backend())

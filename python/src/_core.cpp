@@ -802,17 +802,22 @@ void def_stacks(py::module_& m) {
 
 // The backends by their Python names.
 lstm_ext::GemmBackend backend_from_name(const std::string& name) {
+  if (name == "native") return lstm_ext::GemmBackend::kNative;
   if (name == "eigen") return lstm_ext::GemmBackend::kEigen;
   if (name == "openblas") {
     if (!lstm_ext::openblas_available())
       throw py::value_error("name: 'openblas' is not available in this build (built without scipy-openblas32)");
     return lstm_ext::GemmBackend::kOpenBlas;
   }
-  throw py::value_error("name: expected 'eigen' or 'openblas', got '" + name + "'");
+  throw py::value_error("name: expected 'native', 'openblas' or 'eigen', got '" + name + "'");
 }
 
 std::string backend_name(lstm_ext::GemmBackend backend) {
-  return backend == lstm_ext::GemmBackend::kEigen ? "eigen" : "openblas";
+  switch (backend) {
+    case lstm_ext::GemmBackend::kNative: return "native";
+    case lstm_ext::GemmBackend::kOpenBlas: return "openblas";
+    default: return "eigen";
+  }
 }
 
 }  // namespace
@@ -828,8 +833,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_num_threads", &lstm_ext::default_num_threads,
         "CPUs this process may run on: the default thread count.");
   m.def("gemm_backends", [] {
-    std::vector<std::string> names{"eigen"};
-    if (lstm_ext::openblas_available()) names.insert(names.begin(), "openblas");
+    std::vector<std::string> names{"native"};
+    if (lstm_ext::openblas_available()) names.push_back("openblas");
+    names.push_back("eigen");
     return names;
   }, "The available backends of the products over all steps, the default first.");
   m.def("set_gemm_backend", [](const std::string& name) { lstm_ext::set_gemm_backend(backend_from_name(name)); },

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// Internal to the kernels: the float recurrent product on weights packed once per call into column panels,
+// with a register-blocked micro-kernel of our own.
+//
+// Eigen's GEBP micro-kernel (packed_gemm_internal.h) runs a 3-packet x 4-row tile: 12 of AVX-512's 32 registers
+// hold sums, and every weight packet loaded serves 4 rows. Measured on a 2-core Zen 5 guest, one thread, a
+// step's product [N, H] x [H, 4H] at N = 32..128: 165-174 GFLOP/s on GEBP, 225-253 on this kernel's 8-row tile
+// (24 sums; the same loop in a standalone probe), about the rate of OpenBLAS's own AVX-512 kernels.
+//
+// Layout: op(w) [k, g] is cut into panels of kPanel columns (kBlocks packets), each panel stored k-major:
+//   panel p, row kk: [ op(w)(kk, p * kPanel + 0 .. kPanel - 1) ]   (zero past the last column)
+// A tile of R rows of `a` runs one pass over (a block of) k: per k it loads the panel's kBlocks packets once
+// and multiply-adds them into R * kBlocks sums with a[row, kk] broadcast. Each output element is one chain of
+// multiply-adds per block of k, added to the output at the block's end: results do not depend on how rows or
+// panels are grouped into tiles or split over threads. The same kernel runs the products over all steps
+// (the "native" GEMM backend, gemm.cpp), on op(B) packed per call.
+#pragma once
+
+#include "activations_internal.h"
+#include "packed_gemm_internal.h"
+#include "sequence_internal.h"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+
+namespace lstm_ext::detail {
+
+class PanelWeights {
+ public:
+  using P = FloatPacket;
+  static constexpr Index kWidth = kFloatPacket;
+  static constexpr int kBlocks = 3;
+  static constexpr Index kPanel = kBlocks * kWidth;
+  // Rows per tile: R * kBlocks sums, kBlocks weight packets and a broadcast must fit the register file
+  // (32 registers with AVX-512 or NEON: 8 rows; 16 with AVX2: 4 rows).
+  static constexpr int kRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+
+  // out[m, g] += a[m, k] * op(w), as PackedWeights:
+  //   transposed == false: w is row-major [g, k] (rows ldw apart) and op(w) = w^T  (the forward:  h w_hh^T)
+  //   transposed == true:  w is row-major [k, g] (rows ldw apart) and op(w) = w    (the backward: d_gates w_hh)
+  PanelWeights(const float* w, Index g, Index k, Index ldw, bool transposed) : PanelWeights(g, k) {
+    pack(w, ldw, transposed, 0, panels_);
+  }
+
+  // Room for the packed weights, zeroed; pack() fills them (threads may pack disjoint ranges of panels).
+  PanelWeights(Index g, Index k) : g_(g), k_(k), panels_((g + kPanel - 1) / kPanel) {
+    packed_.setZero(panels_ * k_ * kPanel);
+  }
+
+  // Packs panels [p0, p1) of op(w) (w as in the first constructor).
+  void pack(const float* w, Index ldw, bool transposed, Index p0, Index p1) {
+    for (Index p = p0; p < p1; ++p) {
+      const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
+      float* dst = packed_.data() + p * k_ * kPanel;
+      if (transposed) {  // row kk of the panel is a piece of row kk of w
+        for (Index kk = 0; kk < k_; ++kk) std::copy_n(w + kk * ldw + c0, cols, dst + kk * kPanel);
+      } else {  // column c of the panel is a piece of row c0 + c of w, read in order
+        for (Index c = 0; c < cols; ++c) {
+          const float* src = w + (c0 + c) * ldw;
+          for (Index kk = 0; kk < k_; ++kk) dst[kk * kPanel + c] = src[kk];
+        }
+      }
+    }
+  }
+
+  // out[m, :g] += a[m, :k] * op(w) for rows of a lda apart and of out ldo apart; m >= 0. The packed weights
+  // are only read: threads may share one object. `scratch` is unused (the signature is PackedWeights').
+  void multiply_add(Index m, const float* a, Index lda, float* out, Index ldo, float* /*scratch*/ = nullptr) const {
+    product(true, false, 0, m, 0, panels_, a, lda, out, ldo);
+  }
+
+  // out[m, :g] = a[m, :k] * op(w).
+  void multiply(Index m, const float* a, Index lda, float* out, Index ldo, float* /*scratch*/ = nullptr) const {
+    product(false, false, 0, m, 0, panels_, a, lda, out, ldo);
+  }
+
+  Index scratch_size() const { return 0; }
+  Index panels() const { return panels_; }
+
+  // The general form, for a part of the product (a thread's share): rows [r0, r1) of out and the columns of
+  // panels [p0, p1), out (+)= op(a) op(w), where op(a)(i, kk) is a[i * lda + kk], or a[kk * lda + i] when
+  // trans_a (a stored [k, m]). out points at row 0, column 0. Sums run over k in blocks of kDepth (fixed
+  // boundaries: the same rounding for every split of rows or panels).
+  void product(bool accumulate, bool trans_a, Index r0, Index r1, Index p0, Index p1, const float* a, Index lda,
+               float* out, Index ldo) const {
+    if (r1 <= r0 || p1 <= p0) return;
+    if (k_ == 0) {  // an empty sum
+      if (!accumulate) {
+        const Index c0 = p0 * kPanel, c1 = std::min(g_, p1 * kPanel);
+        for (Index r = r0; r < r1; ++r) std::fill(out + r * ldo + c0, out + r * ldo + c1, 0.0f);
+      }
+      return;
+    }
+    for (Index k0 = 0; k0 < k_; k0 += kDepth) {
+      const Index depth = std::min(kDepth, k_ - k0);
+      const bool add = accumulate || k0 > 0;
+      const float* a_k = trans_a ? a + k0 * lda : a + k0;
+      if (trans_a) {
+        if (add) blocks<true, true>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
+        else blocks<false, true>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
+      } else {
+        if (add) blocks<true, false>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
+        else blocks<false, false>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
+      }
+    }
+  }
+
+ private:
+  // Sums over at most this many k at a time: a panel's share (kDepth x kPanel floats, 96 KB with AVX-512) and
+  // a block of kBlockRows rows of a (256 KB) stay in L2 while the tiles pass over them.
+  static constexpr Index kDepth = 512;
+  static constexpr Index kBlockRows = 128;
+
+  template <bool kAccumulate, bool kTransA>
+  void blocks(Index r0, Index r1, Index p0, Index p1, Index k0, Index depth, const float* a, Index lda, float* out,
+              Index ldo) const {
+    for (Index b0 = r0; b0 < r1; b0 += kBlockRows) {
+      const Index b1 = std::min(r1, b0 + kBlockRows);
+      for (Index p = p0; p < p1; ++p) {
+        const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
+        const float* w = packed_.data() + (p * k_ + k0) * kPanel;
+        if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+        else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+        else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+      }
+    }
+  }
+
+  // Rows [r0, r1) in tiles of kRows, then one tile of the remainder.
+  template <bool kAccumulate, bool kTransA, int B>
+  void rows(Index r0, Index r1, Index depth, const float* a, Index lda, const float* w, Index cols, float* out,
+            Index ldo) const {
+    Index r = r0;
+    auto at = [&](Index row) { return kTransA ? a + row : a + row * lda; };
+    for (; r + kRows <= r1; r += kRows) tile<kAccumulate, kTransA, kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo);
+    switch (r1 - r) {
+      case 7: tile<kAccumulate, kTransA, 7 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 6: tile<kAccumulate, kTransA, 6 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 5: tile<kAccumulate, kTransA, 5 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 4: tile<kAccumulate, kTransA, 4 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 3: tile<kAccumulate, kTransA, 3, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 2: tile<kAccumulate, kTransA, 2, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      case 1: tile<kAccumulate, kTransA, 1, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
+      default: break;
+    }
+  }
+
+  // R rows x B packets of the panel at w (cols <= B * kWidth of them real), over `depth` values of k. R == 0:
+  // nothing (the remainders above kRows - 1 that a 4-row tile never leaves).
+  template <bool kAccumulate, bool kTransA, int R, int B>
+  EIGEN_ALWAYS_INLINE void tile(Index depth, const float* a, Index lda, const float* w, Index cols, float* out,
+                                Index ldo) const {
+    using namespace Eigen::internal;
+    if constexpr (R > 0) {
+      // op(a)(i, kk): row i's values lda apart (trans_a: a row of `a` holds one kk of every row).
+      const Index row_stride = kTransA ? 1 : lda, k_stride = kTransA ? lda : 1;
+      P acc[R][B];
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < B; ++j) acc[i][j] = pset1<P>(0.0f);
+      for (Index kk = 0; kk < depth; ++kk) {
+        P wv[B];
+        for (int j = 0; j < B; ++j) wv[j] = pload<P>(w + kk * kPanel + j * kWidth);
+        const float* a_k = a + kk * k_stride;
+        for (int i = 0; i < R; ++i) {
+          const P x = pset1<P>(a_k[i * row_stride]);
+          for (int j = 0; j < B; ++j) acc[i][j] = pmadd(wv[j], x, acc[i][j]);
+        }
+      }
+      if (cols == B * kWidth) {
+        for (int i = 0; i < R; ++i) {
+          for (int j = 0; j < B; ++j) {
+            float* o = out + i * ldo + j * kWidth;
+            pstoreu(o, kAccumulate ? padd(ploadu<P>(o), acc[i][j]) : acc[i][j]);
+          }
+        }
+        return;
+      }
+      // The last, partial panel: the sums go through L1 and only the real columns are written.
+      alignas(64) float sums[B * kWidth];
+      for (int i = 0; i < R; ++i) {
+        for (int j = 0; j < B; ++j) pstore(sums + j * kWidth, acc[i][j]);
+        float* o = out + i * ldo;
+        for (Index c = 0; c < cols; ++c) o[c] = kAccumulate ? o[c] + sums[c] : sums[c];
+      }
+    }
+  }
+
+  Index g_, k_, panels_;
+  Buffer<float> packed_;  // [panels][k][kPanel], 64-byte aligned
+};
+
+// The per-step products' packed weights: this kernel for float, Eigen's GEBP for double (the same interface).
+template <typename Scalar>
+struct RecurrentWeightsOf {
+  using type = PackedWeights<Scalar>;
+};
+template <>
+struct RecurrentWeightsOf<float> {
+  using type = PanelWeights;
+};
+template <typename Scalar>
+using RecurrentWeights = typename RecurrentWeightsOf<Scalar>::type;
+
+}  // namespace lstm_ext::detail
