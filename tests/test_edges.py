@@ -482,20 +482,24 @@ def test_a_layer_count_beyond_a_64_bit_index_is_rejected_by_the_binding():
 
 # ---- out of memory -----------------------------------------------------------------------------------------
 # The inputs stay small and the weights O(H) by using a projection (P = 1: weight_hh is (4H, 1), weight_hr
-# (1, H)), so H can be large: H = 2**18 with T*N = 2**22 rows makes the training cache (T*N*4H values) and the
-# inference forward's input projection 16 TiB, while x is 16 MiB and the parameters 20 MiB.
+# (1, H)), so H can be large: H = 2**18 with T*N = 2**22 rows makes the training cache (T*N*4H values) 16 TiB,
+# while x is 16 MiB and the parameters 20 MiB. An inference forward keeps one chunk of steps' pre-activations
+# (about 512 rows x 4H): H = 2**20 makes that 8 GiB.
 
 OOM_CHILD = """
     cap_address_space(4 << 30)
     H, T, N = 2**18, 2**21, 2
     layer = lstm_ext.LSTM(1, H, proj_size=1, seed=0)
     x = np.ones((T, N, 1), np.float32)
+    # Inference keeps only a chunk of steps' pre-activations (about 512 rows x 4H), not T * N rows: with
+    # H = 2**20 that chunk alone is 8 GiB (with 2**18 the forward fits and would run for hours).
+    wide = lstm_ext.LSTM(1, 2**20, proj_size=1, seed=0)
     results = {
         "lstm training forward": outcome(lambda: layer(x, training=True)),
-        "lstm inference forward": outcome(lambda: layer(x, training=False)),
+        "lstm inference forward": outcome(lambda: wide(x, training=False)),
         "lstm ragged training forward": outcome(lambda: layer(x, lengths=np.full(N, T - 1), training=True)),
         "lstm bidirectional inference forward": outcome(
-            lambda: lstm_ext.LSTM(1, H, proj_size=1, bidirectional=True, seed=0)(x, training=False)),
+            lambda: lstm_ext.LSTM(1, 2**20, proj_size=1, bidirectional=True, seed=0)(x, training=False)),
     }
     # A GRU has no projection, so weight_hh is (3H, H): H = 2**10 keeps it at 12 MiB, and T*N = 2**24 rows make the
     # output y (T*N*H values) 64 GiB alone.

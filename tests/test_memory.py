@@ -306,7 +306,8 @@ def test_the_leak_detector_sees_a_leak_of_one_small_array_per_call():
 def test_repeated_out_of_memory_failures_leave_resident_memory_flat():
     # In a child with a capped address space (so the failing requests fail whatever the overcommit policy): a
     # forward whose cache or inner buffer would need 16 TiB fails with MemoryError, many times over, inside
-    # NumPy (training: the cache) and inside the core (inference: its input projection).
+    # NumPy (training: the cache) and inside the core (inference: its chunk of pre-activations, 512 rows x 4H,
+    # 8 GiB at H = 2**20).
     code = textwrap.dedent("""
         import resource, numpy as np, lstm_ext
         with open("/proc/self/statm") as f:
@@ -315,7 +316,7 @@ def test_repeated_out_of_memory_failures_leave_resident_memory_flat():
         def rss():
             with open("/proc/self/statm") as f:
                 return int(f.read().split()[1]) * resource.getpagesize()
-        layer = lstm_ext.LSTM(1, 2**18, proj_size=1, seed=0)
+        layer = lstm_ext.LSTM(1, 2**20, proj_size=1, seed=0)
         x = np.ones((2**21, 2, 1), np.float32)
         def fail():
             for training in (True, False):
@@ -337,9 +338,9 @@ def test_repeated_out_of_memory_failures_leave_resident_memory_flat():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     growth = int(proc.stdout.split()[-1])
-    # Each failing call first allocates 6 MiB of temporaries (the combined bias, 4 * 2**18 floats, and the zero
-    # c0, 2 * 2**18 floats); glibc may keep one call's worth in its heap after freeing it (its mmap threshold
+    # Each failing call first allocates 24 MiB of temporaries (the combined bias, 4 * 2**20 floats, and the zero
+    # c0, 2 * 2**20 floats); glibc may keep one call's worth in its heap after freeing it (its mmap threshold
     # adapts to freed sizes), at some call or other. A leak would be 40 times that.
-    temporaries = 6 << 20
+    temporaries = 24 << 20
     assert growth < RSS_SLACK + temporaries, (
         f"resident memory grew by {growth / 2**20:.1f} MiB over 40 failed forwards")

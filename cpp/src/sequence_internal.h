@@ -63,6 +63,8 @@ class Schedule {
 
   Index rows() const { return rows_; }
   Index steps() const { return steps_; }
+  // The first row of time t (t = steps(): rows()). Whole batch only, as row_in_batch.
+  Index row_of_time(Index t) const { return t >= steps_ ? rows_ : offset(t); }
 
   Step step(Index s) const {
     Step st;
@@ -182,16 +184,24 @@ void input_side_backward(const Schedule& sched, Index input, Index gates, const 
   }
 }
 
-// The input projection of a forward: gates[R, G] = (x * m_x) w_ih^T (+ bias), one GEMM over all R rows.
+// The input projection of a forward, rows [r0, r1) of the schedule's (all by default):
+//   gates[r1 - r0, G] = (x * m_x) w_ih^T (+ bias), one GEMM; gates holds row r0 first.
 template <typename Scalar>
 void input_projection(const Schedule& sched, Index input, Index gates_width, const Scalar* x, const Scalar* w_ih,
-                      const Scalar* bias, const Scalar* input_mask, Scalar* gates) {
-  const Index R = sched.rows();
+                      const Scalar* bias, const Scalar* input_mask, Scalar* gates, Index r0 = 0, Index r1 = -1) {
+  if (r1 < 0) r1 = sched.rows();
+  const Index R = r1 - r0;
+  if (R <= 0) return;
+  x += r0 * input;
   if (input_mask == nullptr) {
     gemm(false, true, R, gates_width, input, x, input, w_ih, input, false, gates, gates_width);
   } else {
     Buffer<Scalar> xm(R * input);
-    mask_rows(sched, input, x, input_mask, xm.data());
+    for (Index row = 0; row < R; ++row) {
+      ArrayMap<Scalar>(xm.data() + row * input, input) =
+          ConstArrayMap<Scalar>(x + row * input, input) *
+          ConstArrayMap<Scalar>(input_mask + sched.row_in_batch(r0 + row) * input, input);
+    }
     gemm(false, true, R, gates_width, input, xm.data(), input, w_ih, input, false, gates, gates_width);
   }
   MatrixMap<Scalar> all_gates(gates, R, gates_width);
