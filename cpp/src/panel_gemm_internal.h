@@ -92,16 +92,21 @@ class PanelWeights {
       }
       return;
     }
-    for (Index k0 = 0; k0 < k_; k0 += kDepth) {
-      const Index depth = std::min(kDepth, k_ - k0);
-      const bool add = accumulate || k0 > 0;
-      const float* a_k = trans_a ? a + k0 * lda : a + k0;
-      if (trans_a) {
-        if (add) blocks<true, true>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
-        else blocks<false, true>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
-      } else {
-        if (add) blocks<true, false>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
-        else blocks<false, false>(r0, r1, p0, p1, k0, depth, a_k, lda, out, ldo);
+    // Each block of rows takes every block of k in turn, so its part of out is added to while it is in cache
+    // (k outermost would stream all of out through memory once per block of k: 105 MB at s4's input GEMM).
+    for (Index b0 = r0; b0 < r1; b0 += kBlockRows) {
+      const Index b1 = std::min(r1, b0 + kBlockRows);
+      for (Index k0 = 0; k0 < k_; k0 += kDepth) {
+        const Index depth = std::min(kDepth, k_ - k0);
+        const float* a_k = trans_a ? a + k0 * lda : a + k0;
+        const bool add = accumulate || k0 > 0;
+        if (trans_a) {
+          if (add) panels<true, true>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
+          else panels<false, true>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
+        } else {
+          if (add) panels<true, false>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
+          else panels<false, false>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
+        }
       }
     }
   }
@@ -112,18 +117,16 @@ class PanelWeights {
   static constexpr Index kDepth = 512;
   static constexpr Index kBlockRows = 128;
 
+  // Rows [b0, b1) of out, panels [p0, p1), k from k0 (a points at k0).
   template <bool kAccumulate, bool kTransA>
-  void blocks(Index r0, Index r1, Index p0, Index p1, Index k0, Index depth, const float* a, Index lda, float* out,
+  void panels(Index b0, Index b1, Index p0, Index p1, Index k0, Index depth, const float* a, Index lda, float* out,
               Index ldo) const {
-    for (Index b0 = r0; b0 < r1; b0 += kBlockRows) {
-      const Index b1 = std::min(r1, b0 + kBlockRows);
-      for (Index p = p0; p < p1; ++p) {
-        const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
-        const float* w = packed_.data() + (p * k_ + k0) * kPanel;
-        if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
-        else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
-        else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
-      }
+    for (Index p = p0; p < p1; ++p) {
+      const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
+      const float* w = packed_.data() + (p * k_ + k0) * kPanel;
+      if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+      else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+      else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
     }
   }
 
