@@ -43,16 +43,31 @@ class PanelWeights {
     pack(w, ldw, transposed, 0, panels_);
   }
 
-  // Room for the packed weights, zeroed; pack() fills them (threads may pack disjoint ranges of panels).
+  // Room for the packed weights; pack() fills them (threads may pack disjoint ranges of panels).
   PanelWeights(Index g, Index k) : g_(g), k_(k), panels_((g + kPanel - 1) / kPanel) {
-    packed_.setZero(panels_ * k_ * kPanel);
+    owned_.resize(size());
+    data_ = owned_.data();
   }
 
-  // Packs panels [p0, p1) of op(w) (w as in the first constructor).
+  // The same in `storage`, grown when smaller and otherwise reused: a caller that keeps it between calls
+  // saves the allocation and its page faults (a fresh mapping each call cost more than a small product).
+  PanelWeights(Index g, Index k, Buffer<float>& storage) : g_(g), k_(k), panels_((g + kPanel - 1) / kPanel) {
+    if (storage.size() < size()) storage.resize(size());
+    data_ = storage.data();
+  }
+
+  // data_ may point into owned_: not copied or moved.
+  PanelWeights(const PanelWeights&) = delete;
+  PanelWeights& operator=(const PanelWeights&) = delete;
+
+  // Floats the packed weights take.
+  Index size() const { return panels_ * k_ * kPanel; }
+
+  // Packs panels [p0, p1) of op(w) (w as in the first constructor), zeros past the last column included.
   void pack(const float* w, Index ldw, bool transposed, Index p0, Index p1) {
     for (Index p = p0; p < p1; ++p) {
       const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
-      float* dst = packed_.data() + p * k_ * kPanel;
+      float* dst = data_ + p * k_ * kPanel;
       if (transposed) {  // row kk of the panel is a piece of row kk of w
         for (Index kk = 0; kk < k_; ++kk) std::copy_n(w + kk * ldw + c0, cols, dst + kk * kPanel);
       } else {  // column c of the panel is a piece of row c0 + c of w, read in order
@@ -61,6 +76,8 @@ class PanelWeights {
           for (Index kk = 0; kk < k_; ++kk) dst[kk * kPanel + c] = src[kk];
         }
       }
+      if (cols < kPanel)
+        for (Index kk = 0; kk < k_; ++kk) std::fill(dst + kk * kPanel + cols, dst + (kk + 1) * kPanel, 0.0f);
     }
   }
 
@@ -123,7 +140,7 @@ class PanelWeights {
               Index ldo) const {
     for (Index p = p0; p < p1; ++p) {
       const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
-      const float* w = packed_.data() + (p * k_ + k0) * kPanel;
+      const float* w = data_ + (p * k_ + k0) * kPanel;
       if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
       else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
       else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
@@ -190,7 +207,9 @@ class PanelWeights {
   }
 
   Index g_, k_, panels_;
-  Buffer<float> packed_;  // [panels][k][kPanel], 64-byte aligned
+  Buffer<float> owned_;      // the packed weights unless the caller gave storage
+  float* data_ = nullptr;    // [panels][k][kPanel], 64-byte aligned
+
 };
 
 // The per-step products' packed weights: this kernel for float, Eigen's GEBP for double (the same interface).

@@ -93,6 +93,24 @@ TEST(PanelGemm, AnEmptySumAddsNothingOrWritesZeros) {
   EXPECT_TRUE((out.array() == 0.0f).all());
 }
 
+TEST(PanelGemm, PackingIntoReusedStorageOverwritesWhatWasThere) {
+  // The native GEMM backend keeps its packing buffer between calls: stale values must not reach the padding.
+  const Index m = 5, k = 9, g = PanelWeights::kPanel + 3;  // a partial last panel
+  const auto a = random<float>(m, k, 6);
+  const auto w = random<float>(g, k, 7);
+  lstm_ext::detail::Buffer<float> storage = lstm_ext::detail::Buffer<float>::Constant(4 * g * k, 1e30f);
+  PanelWeights reused(g, k, storage);
+  reused.pack(w.data(), k, false, 0, reused.panels());
+  const PanelWeights fresh(w.data(), g, k, k, false);
+  lstm_ext::RowMatrix<float> got(m, g), want(m, g);
+  reused.multiply(m, a.data(), k, got.data(), g);
+  fresh.multiply(m, a.data(), k, want.data(), g);
+  EXPECT_TRUE((got.array() == want.array()).all());
+  const Index panel = PanelWeights::kPanel, last = (reused.panels() - 1) * k * panel;
+  for (Index kk = 0; kk < k; ++kk)  // the last panel's padding columns are zero, not the stale values
+    for (Index c = g % panel; c < panel; ++c) ASSERT_EQ(storage[last + kk * panel + c], 0.0f) << kk << "," << c;
+}
+
 TEST(PanelGemm, EachRowIsTheSameWhateverRowsItIsComputedWith) {
   // Threads run slices of rows: a row's result must not depend on the tile or block it falls in.
   const Index m = 141, k = 75, g = 130;
