@@ -17,64 +17,30 @@ detail::GateScratch<Scalar> make_scratch(Index G, Index H) {
   else return detail::GateScratch<Scalar>(G, H);
 }
 
-// One step's element-wise backward for `batch` rows, the expressions of lstm_backward.cpp's gate pass (so the
-// same rounding) with what a cell step has: c0 given, no projection, dh = dh1 only. c1 is recomputed from the
-// activated gates and c0 as the forward computed it (two products and a sum: the same bits), so the forward
-// keeps nothing but the gates.
-//   gates [batch, 4H]; c0 [batch, H]; dh [batch, H]; dc [batch, H] in: dL/dc1, out: dL/dc0;
-//   d_gates [batch, 4H] out.
+// c1 [batch, H] recomputed from the activated gates and c0 as the forward computed it (two products and a sum:
+// the same bits), so the forward keeps nothing but the gates.
 template <typename Scalar>
-void cell_gates_backward(Index batch, Index hidden, const Scalar* gates, const Scalar* c0, const Scalar* dh,
-                         Scalar* dc, Scalar* d_gates, detail::GateScratch<Scalar>& scratch) {
-  const Index H = hidden;
-  const Index G = kGatesLstm * H;
-  auto& tanh_c = scratch.a;
-  auto& dh_total = scratch.b;
+void recompute_cells(Index batch, Index hidden, const Scalar* gates, const Scalar* c0, Scalar* c1) {
+  const Index H = hidden, G = kGatesLstm * H;
   for (Index n = 0; n < batch; ++n) {
     const Scalar* g = gates + n * G;
-    const ConstArrayMap<Scalar> gi(g, H), gf(g + H, H), gg(g + 2 * H, H), go(g + 3 * H, H);
-    const ConstArrayMap<Scalar> c_prev(c0 + n * H, H);
-    Scalar* dg = d_gates + n * G;
-    ArrayMap<Scalar> dgi(dg, H), dgf(dg + H, H), dgg(dg + 2 * H, H), dgo(dg + 3 * H, H);
-    ArrayMap<Scalar> dc_n(dc + n * H, H);
-
-    tanh_c = gf * c_prev + gi * gg;
-    tanh_c = tanh_c.tanh();
-    dh_total = ConstArrayMap<Scalar>(dh + n * H, H);
-    dgo = dh_total * tanh_c * go * (Scalar(1) - go);
-    dc_n += dh_total * go * (Scalar(1) - tanh_c.square());
-    dgi = dc_n * gg * gi * (Scalar(1) - gi);
-    dgf = dc_n * c_prev * gf * (Scalar(1) - gf);
-    dgg = dc_n * gi * (Scalar(1) - gg.square());
-    dc_n *= gf;
+    ArrayMap<Scalar>(c1 + n * H, H) = ConstArrayMap<Scalar>(g + H, H) * ConstArrayMap<Scalar>(c0 + n * H, H) +
+                                      ConstArrayMap<Scalar>(g, H) * ConstArrayMap<Scalar>(g + 2 * H, H);
   }
 }
 
-// float: fused into one sweep per row, as lstm_backward.cpp's float pass.
-void cell_gates_backward(Index batch, Index hidden, const float* gates, const float* c0, const float* dh, float* dc,
-                         float* d_gates, detail::GateScratch<float>& /*unused: no scratch needed*/) {
+// float: with the packet operations of the fused gate_pass_forward.
+void recompute_cells(Index batch, Index hidden, const float* gates, const float* c0, float* c1) {
   using namespace Eigen::internal;
   using P = detail::FloatPacket;
-  const Index H = hidden;
-  const Index G = kGatesLstm * H;
-  const P one = pset1<P>(1.0f);
+  const Index H = hidden, G = kGatesLstm * H;
   for (Index n = 0; n < batch; ++n) {
     const float* g = gates + n * G;
-    float* dg = d_gates + n * G;
-    const float* const in[6] = {g, g + H, g + 2 * H, g + 3 * H, c0 + n * H, dh + n * H};
-    float* const out[5] = {dg, dg + H, dg + 2 * H, dg + 3 * H, dc + n * H};
-    detail::for_each_packet<6, 5>(H, in, out, [&](Index j, const float* const* src, float* const* dst) {
+    const float* const in[4] = {g, g + H, g + 2 * H, c0 + n * H};
+    float* const out[1] = {c1 + n * H};
+    detail::for_each_packet<4, 1>(H, in, out, [&](Index j, const float* const* src, float* const* dst) {
       const P gi = ploadu<P>(src[0] + j), gf = ploadu<P>(src[1] + j), gg = ploadu<P>(src[2] + j);
-      const P go = ploadu<P>(src[3] + j), c_prev = ploadu<P>(src[4] + j);
-      // c1 as gate_pass_forward computed it, then the backward pass's expressions, left to right.
-      const P tanh_c = ptanh(padd(pmul(gf, c_prev), pmul(gi, gg)));
-      const P dhv = ploadu<P>(src[5] + j);
-      pstoreu(dst[3] + j, pmul(pmul(pmul(dhv, tanh_c), go), psub(one, go)));
-      const P dcv = padd(ploadu<P>(dst[4] + j), pmul(pmul(dhv, go), psub(one, pmul(tanh_c, tanh_c))));
-      pstoreu(dst[0] + j, pmul(pmul(pmul(dcv, gg), gi), psub(one, gi)));
-      pstoreu(dst[1] + j, pmul(pmul(pmul(dcv, c_prev), gf), psub(one, gf)));
-      pstoreu(dst[2] + j, pmul(pmul(dcv, gi), psub(one, pmul(gg, gg))));
-      pstoreu(dst[4] + j, pmul(dcv, gf));
+      pstoreu(dst[0] + j, padd(pmul(gf, ploadu<P>(src[3] + j)), pmul(gi, gg)));
     });
   }
 }
@@ -121,12 +87,14 @@ void lstm_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
   const Index G = kGatesLstm * H;
-  detail::Buffer<Scalar> d_gates(N * G);
+  detail::Buffer<Scalar> d_gates(N * G), c1(N * H);
 
-  // dc0 doubles as the running dc: dL/dc1 in, dL/dc0 out.
+  // dc0 doubles as the running dc: dL/dc1 in, dL/dc0 out. The sequence backward's gate pass, on one step.
   if (dc1 != nullptr) std::copy_n(dc1, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
   detail::GateScratch<Scalar> scratch = make_scratch<Scalar>(G, H);
-  cell_gates_backward(N, H, gates, c0, dh1, dc0, d_gates.data(), scratch);
+  recompute_cells(N, H, gates, c0, c1.data());
+  detail::gate_pass_backward(N, H, gates, c1.data(), c0, dh1, H, static_cast<const Scalar*>(nullptr), dc0,
+                             d_gates.data(), static_cast<Scalar*>(nullptr), scratch);
 
   detail::product_w(N, G, I, d_gates.data(), weights.w_ih, dx);
   detail::product_w(N, G, H, d_gates.data(), weights.w_hh, dh0);

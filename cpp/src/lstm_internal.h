@@ -110,4 +110,74 @@ inline void gate_pass_forward(Index batch, Index hidden, float* gates, const flo
   }
 }
 
+// One step's element-wise backward for `batch` rows: from the activated gates and cell states of step t and the
+// gradient reaching h_full (dh_a, rows lda apart, plus dh_b when given), writes the pre-activation gradients
+// d_gates [batch, 4H] and turns `dc` from dL/dc_t (the part carried from step t+1) into dL/dc_{t-1}.
+//   gates [batch, 4H]; c_t [batch, H]; c_prev [batch, H] (the kernels pass zeros for a null c0); dh_b [batch, H]
+//   or null;
+//   dc [batch, H] in/out; h_full [batch, H] out (o * tanh(c_t), for the projection's gradient) or null.
+// tanh runs on the aligned scratch only (see GateScratch); the rest is exact arithmetic.
+template <typename Scalar>
+void gate_pass_backward(Index batch, Index hidden, const Scalar* gates, const Scalar* c_t,
+                        const Scalar* c_prev, const Scalar* dh_a, Index lda, const Scalar* dh_b,
+                        Scalar* dc, Scalar* d_gates, Scalar* h_full, GateScratch<Scalar>& scratch) {
+  const Index H = hidden;
+  const Index G = kGatesLstm * H;
+  auto& tanh_c = scratch.a;
+  auto& dh_total = scratch.b;
+  for (Index n = 0; n < batch; ++n) {
+    const Scalar* g = gates + n * G;
+    const ConstArrayMap<Scalar> gi(g, H), gf(g + H, H), gg(g + 2 * H, H), go(g + 3 * H, H);
+    Scalar* dg = d_gates + n * G;
+    ArrayMap<Scalar> dgi(dg, H), dgf(dg + H, H), dgg(dg + 2 * H, H), dgo(dg + 3 * H, H);
+    ArrayMap<Scalar> dc_n(dc + n * H, H);
+
+    tanh_c = ConstArrayMap<Scalar>(c_t + n * H, H).tanh();
+    if (h_full != nullptr) ArrayMap<Scalar>(h_full + n * H, H) = go * tanh_c;
+    dh_total = ConstArrayMap<Scalar>(dh_a + n * lda, H);
+    if (dh_b != nullptr) dh_total += ConstArrayMap<Scalar>(dh_b + n * H, H);
+    dgo = dh_total * tanh_c * go * (Scalar(1) - go);
+    // dc now holds dL/dc_t: the part carried from step t+1 plus the part through h_t.
+    dc_n += dh_total * go * (Scalar(1) - tanh_c.square());
+    dgi = dc_n * gg * gi * (Scalar(1) - gi);
+    dgf = dc_n * ConstArrayMap<Scalar>(c_prev + n * H, H) * gf * (Scalar(1) - gf);
+    dgg = dc_n * gi * (Scalar(1) - gg.square());
+    dc_n *= gf;
+  }
+}
+
+// float: the same pass fused into one sweep per row (see gate_pass_forward).
+inline void gate_pass_backward(Index batch, Index hidden, const float* gates, const float* c_t, const float* c_prev,
+                               const float* dh_a, Index lda, const float* dh_b, float* dc, float* d_gates,
+                               float* h_full, GateScratch<float>& /*unused: no scratch needed*/) {
+  using namespace Eigen::internal;
+  using P = FloatPacket;
+  const Index H = hidden;
+  const Index G = kGatesLstm * H;
+  const bool has_b = dh_b != nullptr, has_full = h_full != nullptr;
+  const P one = pset1<P>(1.0f);
+  for (Index n = 0; n < batch; ++n) {
+    const float* g = gates + n * G;
+    float* dg = d_gates + n * G;
+    const float* const in[8] = {g, g + H, g + 2 * H, g + 3 * H, c_t + n * H, dh_a + n * lda,
+                                has_b ? dh_b + n * H : nullptr, c_prev + n * H};
+    float* const out[6] = {dg, dg + H, dg + 2 * H, dg + 3 * H, dc + n * H, has_full ? h_full + n * H : nullptr};
+    for_each_packet<8, 6>(H, in, out, [&](Index j, const float* const* src, float* const* dst) {
+      const P gi = ploadu<P>(src[0] + j), gf = ploadu<P>(src[1] + j), gg = ploadu<P>(src[2] + j);
+      const P go = ploadu<P>(src[3] + j);
+      const P tanh_c = ptanh(ploadu<P>(src[4] + j));
+      P dh = ploadu<P>(src[5] + j);
+      if (has_b) dh = padd(dh, ploadu<P>(src[6] + j));
+      if (has_full) pstoreu(dst[5] + j, pmul(go, tanh_c));
+      // The generic pass's expressions, evaluated left to right as Eigen does.
+      pstoreu(dst[3] + j, pmul(pmul(pmul(dh, tanh_c), go), psub(one, go)));
+      P dcv = padd(ploadu<P>(dst[4] + j), pmul(pmul(dh, go), psub(one, pmul(tanh_c, tanh_c))));
+      pstoreu(dst[0] + j, pmul(pmul(pmul(dcv, gg), gi), psub(one, gi)));
+      pstoreu(dst[1] + j, pmul(pmul(pmul(dcv, ploadu<P>(src[7] + j)), gf), psub(one, gf)));
+      pstoreu(dst[2] + j, pmul(pmul(dcv, gi), psub(one, pmul(gg, gg))));
+      pstoreu(dst[4] + j, pmul(dcv, gf));
+    });
+  }
+}
+
 }  // namespace lstm_ext::detail
