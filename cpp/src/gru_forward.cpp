@@ -44,7 +44,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   Scalar* gates = training ? cache.gates : gates_ws.data();
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
 
-  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h):
+  // The recurrent weights packed once for all steps and threads (RecurrentWeights, panel_gemm_internal.h):
   // all three blocks (reset after), or r, z and, apart, n (reset before: n's product reads r * hm).
   const Index hp_cols = after ? G : 2 * H;
   // A float batch of a few rows with the reset gate after the product runs each step fused instead

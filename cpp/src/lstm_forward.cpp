@@ -142,8 +142,9 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     return;
   }
 
-  // The recurrent weights in GEBP's layout, once for all steps and threads (see packed_gemm_internal.h); a
-  // float batch of a few rows runs the fused step instead, on weights packed for it (shared by the threads).
+  // The recurrent weights packed once for all steps and threads (RecurrentWeights: panel_gemm_internal.h for
+  // float, Eigen's GEBP layout for double); a float batch of a few rows runs the fused step instead, on weights
+  // packed for it (shared by the threads).
   const bool fuse = kFloat && N <= detail::kMaxFusedRows;
   const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
   std::unique_ptr<const detail::FusedLstmStep> fused;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Which library computes the products over all time steps: the input projection, dx and the weight gradients.
-// The per-step recurrent products always run on Eigen's kernel with weights packed once per call (see
-// cpp/src/packed_gemm_internal.h); a BLAS call per step would re-pack the weights every step.
+// The per-step recurrent products always run on weights packed once per call, float on lstm_ext's own kernel
+// (cpp/src/panel_gemm_internal.h), double on Eigen's (cpp/src/packed_gemm_internal.h); a BLAS call per step
+// would re-pack the weights every step.
 #pragma once
 
 #include <string>
