@@ -51,7 +51,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
-    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(mask, first * H);
     Scalar* dh_run = dh0 + first * H;

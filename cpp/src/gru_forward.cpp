@@ -60,7 +60,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {
-    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
     Scalar* h_n_s = detail::offset(h_n, first * H);

@@ -60,7 +60,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
-    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * O);
     const Scalar* c0_s = detail::offset(c0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * O);

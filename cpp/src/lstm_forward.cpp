@@ -158,7 +158,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   Index s0 = 0, s1 = 0, row_0 = 0;
   Scalar* gates_0 = gates;
   auto recur = [&](Index first, Index count) {
-    const detail::Schedule slice(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse, first, count);
+    const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * O);
     const Scalar* c0_s = detail::offset(c0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * O);

@@ -7,6 +7,7 @@
 #include "lstm_ext/sequence.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,22 @@ class Schedule {
     require(first_ >= 0 && count_ >= 1 && first_ + count_ <= batch_, where, "batch slice out of range");
     rows_ = sequence_rows(where, steps, batch, batch_sizes);
     if (sizes_ != nullptr) {
-      offsets_.resize(static_cast<size_t>(steps + 1), 0);
-      for (Index t = 0; t < steps; ++t) offsets_[t + 1] = offsets_[t] + sizes_[t];
+      auto offsets = std::make_shared<std::vector<Index>>(static_cast<size_t>(steps + 1), 0);
+      for (Index t = 0; t < steps; ++t) (*offsets)[t + 1] = (*offsets)[t] + sizes_[t];
+      offsets_ = std::move(offsets);
     }
+  }
+
+  // The slice of sequences [first, first + count) of this whole-batch schedule, sharing its row offsets: O(1),
+  // where constructing it checks and sums batch_sizes again (O(T), too much for every chunk of a long
+  // sequence).
+  Schedule slice(const char* where, Index first, Index count) const {
+    require(first_ == 0 && count_ == batch_, where, "a slice of a slice");
+    require(first >= 0 && count >= 1 && first + count <= batch_, where, "batch slice out of range");
+    Schedule s = *this;
+    s.first_ = first;
+    s.count_ = count;
+    return s;
   }
 
   Index rows() const { return rows_; }
@@ -84,7 +98,7 @@ class Schedule {
   // batch only: the input side runs over all rows at once.)
   Index row_in_batch(Index row) const {
     if (sizes_ == nullptr) return row % batch_;
-    const auto it = std::upper_bound(offsets_.begin(), offsets_.end(), row) - 1;
+    const auto it = std::upper_bound(offsets_->begin(), offsets_->end(), row) - 1;
     return row - *it;
   }
 
@@ -93,13 +107,13 @@ class Schedule {
     const Index all = sizes_ == nullptr ? batch_ : static_cast<Index>(sizes_[t]);
     return std::clamp(all - first_, Index(0), count_);
   }
-  Index offset(Index t) const { return (sizes_ == nullptr ? t * batch_ : offsets_[t]) + first_; }
+  Index offset(Index t) const { return (sizes_ == nullptr ? t * batch_ : (*offsets_)[t]) + first_; }
 
   Index steps_, batch_;
   bool reverse_;
   const std::int64_t* sizes_;
   Index first_, count_;
-  std::vector<Index> offsets_;
+  std::shared_ptr<const std::vector<Index>> offsets_;  // ragged: the first row of each time, shared by slices
   Index rows_ = 0;
 };
 
@@ -144,13 +158,16 @@ const Scalar* previous_states(const Step& st, Index width, const Scalar* y, Inde
   return scratch;
 }
 
-// x * m_x over all R rows, each row times its sequence's mask row: the input the projection sees.
+// x * m_x over rows [r0, r1) (all R by default; src and dst hold row r0 first), each row times its sequence's
+// mask row: the input the projection sees.
 template <typename Scalar>
-void mask_rows(const Schedule& sched, Index width, const Scalar* src, const Scalar* mask, Scalar* dst) {
-  for (Index row = 0; row < sched.rows(); ++row) {
+void mask_rows(const Schedule& sched, Index width, const Scalar* src, const Scalar* mask, Scalar* dst, Index r0 = 0,
+               Index r1 = -1) {
+  if (r1 < 0) r1 = sched.rows();
+  for (Index row = 0; row < r1 - r0; ++row) {
     ArrayMap<Scalar>(dst + row * width, width) =
         ConstArrayMap<Scalar>(src + row * width, width) *
-        ConstArrayMap<Scalar>(mask + sched.row_in_batch(row) * width, width);
+        ConstArrayMap<Scalar>(mask + sched.row_in_batch(r0 + row) * width, width);
   }
 }
 
@@ -197,11 +214,7 @@ void input_projection(const Schedule& sched, Index input, Index gates_width, con
     gemm(false, true, R, gates_width, input, x, input, w_ih, input, false, gates, gates_width);
   } else {
     Buffer<Scalar> xm(R * input);
-    for (Index row = 0; row < R; ++row) {
-      ArrayMap<Scalar>(xm.data() + row * input, input) =
-          ConstArrayMap<Scalar>(x + row * input, input) *
-          ConstArrayMap<Scalar>(input_mask + sched.row_in_batch(r0 + row) * input, input);
-    }
+    mask_rows(sched, input, x, input_mask, xm.data(), r0, r1);
     gemm(false, true, R, gates_width, input, xm.data(), input, w_ih, input, false, gates, gates_width);
   }
   MatrixMap<Scalar> all_gates(gates, R, gates_width);
