@@ -5,7 +5,9 @@
 // Eigen's GEBP micro-kernel (packed_gemm_internal.h) runs a 3-packet x 4-row tile: 12 of AVX-512's 32 registers
 // hold sums, and every weight packet loaded serves 4 rows. Measured on a 2-core Zen 5 guest, one thread, a
 // step's product [N, H] x [H, 4H] at N = 32..128: 165-174 GFLOP/s on GEBP, 225-253 on this kernel's 8-row tile
-// (24 sums; the same loop in a standalone probe), about the rate of OpenBLAS's own AVX-512 kernels.
+// (24 sums; the same loop in a standalone probe), about the rate of OpenBLAS's own AVX-512 kernels. On a
+// 2-core Zen 3 guest (AVX2, 16 registers: a 4-row tile, 12 sums) the same step runs at 86-94 GFLOP/s, 85-93%
+// of its FMA loop's 101 (GEBP: 50-63), once the weight packets are held in registers (keep_in_register).
 //
 // Layout: op(w) [k, g] is cut into panels of kPanel columns (kBlocks packets), each panel stored k-major:
 //   panel p, row kk: [ op(w)(kk, p * kPanel + 0 .. kPanel - 1) ]   (zero past the last column)
@@ -111,16 +113,23 @@ class PanelWeights {
     }
     // Each block of rows takes every block of k in turn, so its part of out is added to while it is in cache
     // (k outermost would stream all of out through memory once per block of k: 105 MB at s4's input GEMM).
+    // trans_a (the weight gradients, a = dG [k, m] with m = 4H) would read a tile's kRows floats of each k from
+    // a different row of a, 16 KB apart at s4: a page per k, 16 bytes per cache line. So each block of rows is
+    // first copied, per block of k, into tiles of kRows rows, k-major (pack_rows): one contiguous run per tile.
+    // Measured on a Zen 3 guest (AVX2), s4's weight gradient 52-68 -> 153 GFLOP/s on 2 threads (OpenBLAS 154).
+    thread_local Buffer<float> packed_a;
+    if (trans_a && packed_a.size() < kBlockRows * kDepth) packed_a.resize(kBlockRows * kDepth);
     for (Index b0 = r0; b0 < r1; b0 += kBlockRows) {
       const Index b1 = std::min(r1, b0 + kBlockRows);
       for (Index k0 = 0; k0 < k_; k0 += kDepth) {
         const Index depth = std::min(kDepth, k_ - k0);
-        const float* a_k = trans_a ? a + k0 * lda : a + k0;
         const bool add = accumulate || k0 > 0;
         if (trans_a) {
-          if (add) panels<true, true>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
-          else panels<false, true>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
+          pack_rows(b1 - b0, depth, a + k0 * lda + b0, lda, packed_a.data());
+          if (add) panels<true, true>(b0, b1, p0, p1, k0, depth, packed_a.data(), 0, out, ldo);
+          else panels<false, true>(b0, b1, p0, p1, k0, depth, packed_a.data(), 0, out, ldo);
         } else {
+          const float* a_k = a + k0;
           if (add) panels<true, false>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
           else panels<false, false>(b0, b1, p0, p1, k0, depth, a_k, lda, out, ldo);
         }
@@ -134,7 +143,18 @@ class PanelWeights {
   static constexpr Index kDepth = 512;
   static constexpr Index kBlockRows = 128;
 
-  // Rows [b0, b1) of out, panels [p0, p1), k from k0 (a points at k0).
+  // Rows [0, m) of a stored [depth, m] (rows lda apart) into tiles of kRows rows (the last one of m % kRows),
+  // each k-major: tile t holds (row t * kRows + i, kk) at t * kRows * depth + kk * rows_in_tile + i.
+  static void pack_rows(Index m, Index depth, const float* a, Index lda, float* dst) {
+    for (Index t0 = 0; t0 < m; t0 += kRows) {
+      const Index rows = std::min<Index>(kRows, m - t0);
+      float* tile = dst + t0 * depth;
+      for (Index kk = 0; kk < depth; ++kk) std::copy_n(a + kk * lda + t0, rows, tile + kk * rows);
+    }
+  }
+
+  // Rows [b0, b1) of out, panels [p0, p1), k from k0 (a points at k0). kTransA: a holds rows [b0, b1) packed
+  // by pack_rows, and lda is unused.
   template <bool kAccumulate, bool kTransA>
   void panels(Index b0, Index b1, Index p0, Index p1, Index k0, Index depth, const float* a, Index lda, float* out,
               Index ldo) const {
@@ -152,8 +172,12 @@ class PanelWeights {
   void rows(Index r0, Index r1, Index depth, const float* a, Index lda, const float* w, Index cols, float* out,
             Index ldo) const {
     Index r = r0;
-    auto at = [&](Index row) { return kTransA ? a + row : a + row * lda; };
-    for (; r + kRows <= r1; r += kRows) tile<kAccumulate, kTransA, kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo);
+    // kTransA: the tile of row r starts at a + (r - r0) * depth, with its rows' floats of each k adjacent
+    // (trans_a's layout, lda = the tile's row count).
+    auto at = [&](Index row) { return kTransA ? a + (row - r0) * depth : a + row * lda; };
+    for (; r + kRows <= r1; r += kRows)
+      tile<kAccumulate, kTransA, kRows, B>(depth, at(r), kTransA ? kRows : lda, w, cols, out + r * ldo, ldo);
+    if (kTransA) lda = r1 - r;  // the last tile's rows
     switch (r1 - r) {
       case 7: tile<kAccumulate, kTransA, 7 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
       case 6: tile<kAccumulate, kTransA, 6 % kRows, B>(depth, at(r), lda, w, cols, out + r * ldo, ldo); break;
@@ -173,14 +197,17 @@ class PanelWeights {
                                 Index ldo) const {
     using namespace Eigen::internal;
     if constexpr (R > 0) {
-      // op(a)(i, kk): row i's values lda apart (trans_a: a row of `a` holds one kk of every row).
+      // op(a)(i, kk): row i's values lda apart (kTransA: a[kk * lda + i], the tile packed by pack_rows).
       const Index row_stride = kTransA ? 1 : lda, k_stride = kTransA ? lda : 1;
       P acc[R][B];
       for (int i = 0; i < R; ++i)
         for (int j = 0; j < B; ++j) acc[i][j] = pset1<P>(0.0f);
       for (Index kk = 0; kk < depth; ++kk) {
         P wv[B];
-        for (int j = 0; j < B; ++j) wv[j] = pload<P>(w + kk * kPanel + j * kWidth);
+        for (int j = 0; j < B; ++j) {
+          wv[j] = pload<P>(w + kk * kPanel + j * kWidth);
+          keep_in_register(wv[j]);
+        }
         const float* a_k = a + kk * k_stride;
         for (int i = 0; i < R; ++i) {
           const P x = pset1<P>(a_k[i * row_stride]);
@@ -204,6 +231,18 @@ class PanelWeights {
         for (Index c = 0; c < cols; ++c) o[c] = kAccumulate ? o[c] + sums[c] : sums[c];
       }
     }
+  }
+
+  // With 16 registers (AVX2) GCC folds the weight loads into the multiply-adds, loading each packet once per
+  // row: 16 loads per 12 multiply-adds, which bound the tile at 62-70% of the FMA loop on a Zen 3 guest. An
+  // empty asm that takes the packet in a register keeps it there for the tile's rows.
+  template <typename Packet>
+  static EIGEN_ALWAYS_INLINE void keep_in_register(Packet& p) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX512F__)
+    __asm__("" : "+x"(p));
+#else
+    (void)p;
+#endif
   }
 
   Index g_, k_, panels_;
