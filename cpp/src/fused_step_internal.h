@@ -62,9 +62,9 @@ class FusedRecurrence {
   template <typename Epilogue>
   void run(Index rows, const float* prev, Index ld_prev, Epilogue&& epilogue) const {
     Index r = 0;
-    for (; r + 4 <= rows; r += 4) run_rows<4>(r, prev, ld_prev, epilogue);
+    for (; r + kTileRows <= rows; r += kTileRows) run_rows<kTileRows>(r, prev, ld_prev, epilogue);
     switch (rows - r) {
-      case 3: run_rows<3>(r, prev, ld_prev, epilogue); break;
+      case 3: run_rows<3 % kTileRows>(r, prev, ld_prev, epilogue); break;
       case 2: run_rows<2>(r, prev, ld_prev, epilogue); break;
       case 1: run_rows<1>(r, prev, ld_prev, epilogue); break;
       default: break;
@@ -72,14 +72,24 @@ class FusedRecurrence {
   }
 
  private:
-  // Rows [r, r + R): blocks in groups of B, so that R * B is 4 (at most 16 accumulators, half the AVX-512
-  // registers; at N = 1 one pass over k covers 4 blocks).
+  // Register budget of a tile: R rows x B blocks x kGates sums, plus R broadcasts and a weight packet. With 32
+  // registers: rows in 4s, B = 4 / R (LSTM: 16 sums; at N = 1 one pass over k covers 4 blocks). With 16
+  // (AVX2) that spilled the sums (16 + 2 registers at N = 1): rows in 3s and at most 12 sums (LSTM N = 1:
+  // 3 blocks; one LSTM step on a Zen 3 guest, 1 thread, bench_parts FusedStep: N = 4, H = 128 14.2 -> 9.0 us,
+  // N = 8, H = 512 531 -> 259 us).
+  static constexpr int kTileRows = kWideRegisterFile ? 4 : 3;
+  template <int R>
+  static constexpr int kTileBlocks = std::max(1, kWideRegisterFile ? 4 / R : 12 / (R * kGates));
+
+  // Rows [r, r + R): blocks in groups of kTileBlocks<R>.
   template <int R, typename Epilogue>
   void run_rows(Index r, const float* prev, Index ld_prev, Epilogue& epilogue) const {
-    constexpr int B = 4 / R > 0 ? 4 / R : 1;
-    Index b = 0;
-    for (; b + B <= blocks_; b += B) run_tile<R, B>(r, b, prev, ld_prev, epilogue);
-    for (; b < blocks_; ++b) run_tile<R, 1>(r, b, prev, ld_prev, epilogue);
+    if constexpr (R > 0) {  // R == 0: the remainder 3 that rows in 3s never leave
+      constexpr int B = kTileBlocks<R>;
+      Index b = 0;
+      for (; b + B <= blocks_; b += B) run_tile<R, B>(r, b, prev, ld_prev, epilogue);
+      for (; b < blocks_; ++b) run_tile<R, 1>(r, b, prev, ld_prev, epilogue);
+    }
   }
 
   template <int R, int B, typename Epilogue>
@@ -99,7 +109,8 @@ class FusedRecurrence {
         for (int i = 0; i < R; ++i) x[i] = pset1<P>(a[i * ld_prev + kk]);
         for (int j = 0; j < B; ++j) {
           for (int q = 0; q < kGates; ++q) {
-            const P wv = pload<P>(w[j] + kk * kStep + q * kWidth);
+            P wv = pload<P>(w[j] + kk * kStep + q * kWidth);
+            if (R > 1) keep_in_register(wv);
             for (int i = 0; i < R; ++i) acc[i][j][q] = pmadd(wv, x[i], acc[i][j][q]);
           }
         }

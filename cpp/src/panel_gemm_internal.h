@@ -36,7 +36,7 @@ class PanelWeights {
   static constexpr Index kPanel = kBlocks * kWidth;
   // Rows per tile: R * kBlocks sums, kBlocks weight packets and a broadcast must fit the register file
   // (32 registers with AVX-512 or NEON: 8 rows; 16 with AVX2: 4 rows).
-  static constexpr int kRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+  static constexpr int kRows = kWideRegisterFile ? 8 : 4;
 
   // out[m, g] += a[m, k] * op(w), as PackedWeights:
   //   transposed == false: w is row-major [g, k] (rows ldw apart) and op(w) = w^T  (the forward:  h w_hh^T)
@@ -231,18 +231,6 @@ class PanelWeights {
         for (Index c = 0; c < cols; ++c) o[c] = kAccumulate ? o[c] + sums[c] : sums[c];
       }
     }
-  }
-
-  // With 16 registers (AVX2) GCC folds the weight loads into the multiply-adds, loading each packet once per
-  // row: 16 loads per 12 multiply-adds, which bound the tile at 62-70% of the FMA loop on a Zen 3 guest. An
-  // empty asm that takes the packet in a register keeps it there for the tile's rows.
-  template <typename Packet>
-  static EIGEN_ALWAYS_INLINE void keep_in_register(Packet& p) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX512F__)
-    __asm__("" : "+x"(p));
-#else
-    (void)p;
-#endif
   }
 
   Index g_, k_, panels_;
