@@ -44,16 +44,10 @@ Index threads_for(Index m, Index n, Index k) {
 // The native backend, float: op(B) packed once into column panels, each thread a range of C's rows (or, for
 // a C of few rows, of its panels) on the register-blocked kernel of panel_gemm_internal.h. The threads pack
 // op(B) together first (at s3 op(B) of the weight gradient is the whole [6400, 512] input).
+// op(B) is [k, n]: B stored [n, k] when trans_b (op(B) = B^T), else [k, n]. `b` null: `packed` holds op(B)
+// already (SharedRhs), else the threads pack it first.
 void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const float* a, Index lda, const float* b,
-                 Index ldb, bool accumulate, float* c, Index ldc) {
-  // op(B) is [k, n]: B stored [n, k] when trans_b (op(B) = B^T), else [k, n]. Packings up to kKeptPack floats
-  // go into a buffer this thread keeps between calls: allocated afresh each call, the pages of a few hundred KB
-  // were mapped and faulted in again every time (glibc trims the freed heap), 0.19 ms on a T = 1 forward whose
-  // arithmetic takes 0.03 ms. Larger packings come with products long enough to pay for their allocation.
-  constexpr Index kKeptPack = Index(1) << 20;  // 4 MB per calling thread at most
-  thread_local detail::Buffer<float> kept;
-  detail::Buffer<float> own;
-  detail::PanelWeights packed(n, k, n * k <= kKeptPack ? kept : own);
+                 Index ldb, bool accumulate, float* c, Index ldc, detail::PanelWeights& packed) {
   const Index wanted = threads_for(m, n, k), panels = packed.panels();
   const bool by_rows = m >= wanted * kSliceGrain || panels < wanted;
   const Index parts = by_rows ? std::max<Index>(1, std::min<Index>(wanted, m / kSliceGrain))
@@ -65,7 +59,7 @@ void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const fl
     else packed.product(accumulate, trans_a, 0, m, panel(j), panel(j + 1), a, lda, c, ldc);
   };
   if (parts <= 1) {
-    packed.pack(b, ldb, !trans_b, 0, panels);
+    if (b != nullptr) packed.pack(b, ldb, !trans_b, 0, panels);
     part(0);
     return;
   }
@@ -73,14 +67,29 @@ void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const fl
 #pragma omp parallel num_threads(static_cast<int>(parts))
   {
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
-    packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
+    if (b != nullptr) {
+      packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
 #pragma omp barrier
+    }
     for (Index j = me; j < parts; j += team) part(j);
   }
 #else
-  packed.pack(b, ldb, !trans_b, 0, panels);
+  if (b != nullptr) packed.pack(b, ldb, !trans_b, 0, panels);
   for (Index j = 0; j < parts; ++j) part(j);
 #endif
+}
+
+// The native backend, float, packing op(B) for this product only. Packings up to kKeptPack floats go into a
+// buffer this thread keeps between calls: allocated afresh each call, the pages of a few hundred KB were mapped
+// and faulted in again every time (glibc trims the freed heap), 0.19 ms on a T = 1 forward whose arithmetic
+// takes 0.03 ms. Larger packings come with products long enough to pay for their allocation.
+void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const float* a, Index lda, const float* b,
+                 Index ldb, bool accumulate, float* c, Index ldc) {
+  constexpr Index kKeptPack = Index(1) << 20;  // 4 MB per calling thread at most
+  thread_local detail::Buffer<float> kept;
+  detail::Buffer<float> own;
+  detail::PanelWeights packed(n, k, n * k <= kKeptPack ? kept : own);
+  gemm_native(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, packed);
 }
 
 template <typename Scalar, typename OpA, typename OpB>
@@ -238,6 +247,48 @@ void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a
           Index ldb, bool accumulate, Scalar* c, Index ldc) {
   gemm_on(get_gemm_backend(), trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
 }
+
+template <typename Scalar>
+SharedRhs<Scalar>::SharedRhs(bool trans_b, Index n, Index k, const Scalar* b, Index ldb)
+    : trans_b_(trans_b), n_(n), k_(k), b_(b), ldb_(ldb) {
+  ensure_threads_initialised();
+  require(n >= 0 && k >= 0 && ldb >= std::max<Index>(1, trans_b ? k : n), "SharedRhs", "bad size or stride");
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (get_gemm_backend() == GemmBackend::kNative && n > 0 && k > 0) {
+      packed_ = std::make_unique<PanelWeights>(n, k);
+      const Index panels = packed_->panels();
+      // A copy, split over the threads from 1 MB (at s4, 16 MB).
+      const bool split = n * k >= (Index(1) << 18) && !in_parallel_region();
+      const Index parts = split ? std::min<Index>(get_num_threads(), panels) : 1;
+      PanelWeights& packed = *packed_;
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static, 1)
+#endif
+      for (Index j = 0; j < parts; ++j) packed.pack(b, ldb, !trans_b, panels * j / parts, panels * (j + 1) / parts);
+    }
+  }
+}
+
+template <typename Scalar>
+SharedRhs<Scalar>::~SharedRhs() = default;
+
+template <typename Scalar>
+void SharedRhs<Scalar>::product(bool trans_a, Index m, const Scalar* a, Index lda, bool accumulate, Scalar* c,
+                                Index ldc) const {
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (packed_ != nullptr && m > 0) {
+      require(lda >= std::max<Index>(1, trans_a ? m : k_) && ldc >= std::max<Index>(1, n_), "SharedRhs::product",
+              "a leading dimension is smaller than its row");
+      ensure_threads_initialised();
+      gemm_native(trans_a, trans_b_, m, n_, k_, a, lda, nullptr, ldb_, accumulate, c, ldc, *packed_);
+      return;
+    }
+  }
+  gemm(trans_a, trans_b_, m, n_, k_, a, lda, b_, ldb_, accumulate, c, ldc);
+}
+
+template class SharedRhs<float>;
+template class SharedRhs<double>;
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                             \
   template void gemm_on<Scalar>(GemmBackend, bool, bool, Index, Index, Index, const Scalar*, Index, const Scalar*, \

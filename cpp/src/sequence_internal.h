@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace lstm_ext::detail {
@@ -202,20 +203,29 @@ void input_side_backward(const Schedule& sched, Index input, Index gates, const 
 }
 
 // The input projection of a forward, rows [r0, r1) of the schedule's (all by default):
-//   gates[r1 - r0, G] = (x * m_x) w_ih^T (+ bias), one GEMM; gates holds row r0 first.
-template <typename Scalar>
-void input_projection(const Schedule& sched, Index input, Index gates_width, const Scalar* x, const Scalar* w_ih,
+//   gates[r1 - r0, G] = (x * m_x) w_ih^T (+ bias), one GEMM; gates holds row r0 first. w_ih: a SharedRhs of
+// op(B) = w_ih^T where several calls share it (chunks), else the raw [G, I] weights.
+template <typename Scalar, typename Weights>
+void input_projection(const Schedule& sched, Index input, Index gates_width, const Scalar* x, const Weights& w_ih,
                       const Scalar* bias, const Scalar* input_mask, Scalar* gates, Index r0 = 0, Index r1 = -1) {
   if (r1 < 0) r1 = sched.rows();
   const Index R = r1 - r0;
   if (R <= 0) return;
+  auto project = [&](const Scalar* a) {
+    if constexpr (std::is_same_v<Weights, SharedRhs<Scalar>>) {
+      w_ih.product(false, R, a, input, false, gates, gates_width);
+    } else {
+      static_assert(std::is_same_v<Weights, const Scalar*> || std::is_same_v<Weights, Scalar*>);
+      gemm(false, true, R, gates_width, input, a, input, w_ih, input, false, gates, gates_width);
+    }
+  };
   x += r0 * input;
   if (input_mask == nullptr) {
-    gemm(false, true, R, gates_width, input, x, input, w_ih, input, false, gates, gates_width);
+    project(x);
   } else {
     Buffer<Scalar> xm(R * input);
     mask_rows(sched, input, x, input_mask, xm.data(), r0, r1);
-    gemm(false, true, R, gates_width, input, xm.data(), input, w_ih, input, false, gates, gates_width);
+    project(xm.data());
   }
   MatrixMap<Scalar> all_gates(gates, R, gates_width);
   if (bias != nullptr) all_gates.rowwise() += ConstRowVectorMap<Scalar>(bias, gates_width);

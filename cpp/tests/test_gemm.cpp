@@ -90,6 +90,39 @@ TYPED_TEST(Gemm, SplitsOverThreadsByRowsAndByColumns) {
   lstm_ext::set_num_threads(before);
 }
 
+// A shared op(B) (packed once on the native float backend) gives gemm's bits, product after product, for
+// tall and short products on 1 and 2 threads (packing split over the threads from 1 MB: k * n = 512 * 600).
+TYPED_TEST(Gemm, SharedRhsProductsEqualGemmBitwise) {
+  const int threads_before = lstm_ext::get_num_threads();
+  const GemmBackend backend_before = lstm_ext::get_gemm_backend();
+  for (GemmBackend backend : backends())
+    for (int threads : {1, 2})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          lstm_ext::set_gemm_backend(backend);
+          lstm_ext::set_num_threads(threads);
+          SCOPED_TRACE(lstm_ext::gemm_backend_description(backend).substr(0, 20) + " threads=" +
+                       std::to_string(threads) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+          const Index n = 600, k = 512, ldb = (tb ? k : n) + 1;
+          const auto b = random_values<TypeParam>((tb ? n : k) * ldb, 4);
+          const lstm_ext::detail::SharedRhs<TypeParam> shared(tb, n, k, b.data(), ldb);
+          for (Index m : {Index(1), Index(37), Index(300)}) {
+            const Index lda = (ta ? m : k) + 2, ldc = n + 3;
+            const auto a = random_values<TypeParam>((ta ? k : m) * lda, 5 + unsigned(m));
+            for (bool accumulate : {false, true}) {
+              auto want = random_values<TypeParam>(m * ldc, 6);
+              auto got = want;
+              lstm_ext::detail::gemm<TypeParam>(ta, tb, m, n, k, a.data(), lda, b.data(), ldb, accumulate, want.data(),
+                                                ldc);
+              shared.product(ta, m, a.data(), lda, accumulate, got.data(), ldc);
+              ASSERT_EQ(got, want) << "m=" << m << " accumulate=" << accumulate;
+            }
+          }
+        }
+  lstm_ext::set_num_threads(threads_before);
+  lstm_ext::set_gemm_backend(backend_before);
+}
+
 TYPED_TEST(Gemm, EmptySumZeroesOrKeepsC) {
   for (GemmBackend backend : backends()) {
     std::vector<TypeParam> c(6, TypeParam(4));
