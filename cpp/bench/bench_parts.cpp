@@ -13,12 +13,14 @@
 //   PackedStep     the unfused step at small batches: RecurrentPacked, then GatePass (no re-copy of gates)
 //   FusedStep      the same step fused in registers (fused_step_internal.h), as the kernels run it at small N
 //   Step           one whole step as the kernel runs it: lstm_forward with T = 1
+//   CellForward, CellBackward  one LSTMCell step and its backward (cell.h), as the Python cells call them
 // Counters: GFLOP/s (2*M*K*N for products; none for the gate pass) and rows/s.
 #include "../src/fused_step_internal.h"
 #include "../src/gemm_internal.h"
 #include "../src/lstm_internal.h"
 #include "../src/packed_gemm_internal.h"
 #include "../src/panel_gemm_internal.h"
+#include "lstm_ext/cell.h"
 #include "lstm_ext/lstm.h"
 #include "lstm_ext/threads.h"
 
@@ -192,6 +194,50 @@ void BM_Step(benchmark::State& state) {
   gemm_counters(state, double(N), double(I + H), double(G));
 }
 
+// Args: N, I, H: one training cell step (lstm_cell_forward, keeping the gates), then its backward.
+struct CellCase {
+  Index N, I, H, G;
+  Matrix x, w_ih, w_hh, b_ih, b_hh, h0, c0, h1, c1, gates, dh1, dc1, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh;
+  explicit CellCase(const benchmark::State& state)
+      : N(state.range(0)), I(state.range(1)), H(state.range(2)), G(4 * H), x(random_matrix(N, I)),
+        w_ih(random_matrix(G, I)), w_hh(random_matrix(G, H)), b_ih(random_matrix(1, G)), b_hh(random_matrix(1, G)),
+        h0(random_matrix(N, H)), c0(random_matrix(N, H)), h1(N, H), c1(N, H), gates(N, G),
+        dh1(random_matrix(N, H)), dc1(random_matrix(N, H)), dx(N, I), dh0(N, H), dc0(N, H), dw_ih(G, I),
+        dw_hh(G, H), db_ih(1, G), db_hh(1, G) {}
+  lstm_ext::CellDims dims() const { return {N, I, H}; }
+  lstm_ext::CellWeights<float> weights() const { return {w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data()}; }
+  void forward() {
+    lstm_ext::lstm_cell_forward<float>(dims(), weights(), x.data(), h0.data(), c0.data(), h1.data(), c1.data(),
+                                       gates.data());
+  }
+  void backward() {
+    lstm_ext::lstm_cell_backward<float>(dims(), weights(), x.data(), h0.data(), c0.data(), gates.data(), dh1.data(),
+                                        dc1.data(), dx.data(), dh0.data(), dc0.data(),
+                                        {dw_ih.data(), dw_hh.data(), db_ih.data(), db_hh.data()}, false);
+  }
+};
+
+void BM_CellForward(benchmark::State& state) {
+  CellCase cell(state);
+  for (auto _ : state) {
+    cell.forward();
+    benchmark::DoNotOptimize(cell.h1.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, double(cell.N), double(cell.I + cell.H), double(cell.G));
+}
+
+void BM_CellBackward(benchmark::State& state) {
+  CellCase cell(state);
+  cell.forward();
+  for (auto _ : state) {
+    cell.backward();
+    benchmark::DoNotOptimize(cell.dx.data());
+    benchmark::ClobberMemory();
+  }
+  gemm_counters(state, 2.0 * double(cell.N), double(cell.I + cell.H), double(cell.G));  // dx/dh and dW
+}
+
 // The grid's shapes s1, s2, s3, s4, s5, each on Eigen (0), OpenBLAS (1) and native (2).
 void grid_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "N", "I", "H", "blas"});
@@ -233,6 +279,8 @@ BENCHMARK(BM_Step)
     ->ArgNames({"N", "I", "H"})
     ->Args({1, 128, 128})->Args({1, 64, 64})->Args({32, 256, 256})
     ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_CellForward)->ArgNames({"N", "I", "H"})->Args({1, 128, 128})->Args({8, 128, 128})->UseRealTime();
+BENCHMARK(BM_CellBackward)->ArgNames({"N", "I", "H"})->Args({1, 128, 128})->Args({8, 128, 128})->UseRealTime();
 
 }  // namespace
 

@@ -4,10 +4,12 @@
 #pragma once
 
 #include "lstm_ext/cell.h"
+#include "cell_row_internal.h"
 #include "sequence_internal.h"
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 namespace lstm_ext::detail {
 
@@ -94,6 +96,21 @@ void bias_grad(Index n, Index g, const Scalar* d, bool accumulate, Scalar* db) {
   const Eigen::Matrix<Scalar, 1, Eigen::Dynamic> sums = ConstMatrixMap<Scalar>(d, n, g).colwise().sum();
   if (accumulate) out += sums;
   else out = sums;
+}
+
+// The backward through one product a w^T: out [N, K] = d [N, G] w and dw [G, K] (+)= d^T a [N, K]. A float
+// row (N = 1) takes one pass over w and dw (cell_row_internal.h).
+template <typename Scalar>
+void backward_products(Index n, Index g, Index k, const Scalar* d, const Scalar* w, const Scalar* a,
+                       bool accumulate, Scalar* out, Scalar* dw) {
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (n == 1) {
+      cell_row_backward_product(g, k, d, w, a, accumulate, out, dw);
+      return;
+    }
+  }
+  product_w(n, g, k, d, w, out);
+  weight_grad(n, g, k, d, a, accumulate, dw);
 }
 
 }  // namespace lstm_ext::detail

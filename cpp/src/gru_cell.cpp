@@ -83,14 +83,12 @@ void gru_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights,
   }
 
   // dL/dh0: through the recurrent product, plus directly through z * h0.
-  detail::product_w(N, G, H, d_hp, weights.w_hh, dh0);
+  detail::backward_products(N, G, H, d_hp, weights.w_hh, h0, accumulate, dh0, grads.dw_hh);
   for (Index r = 0; r < N; ++r) {
     ArrayMap<Scalar>(dh0 + r * H, H) +=
         ConstArrayMap<Scalar>(dh1 + r * H, H) * ConstArrayMap<Scalar>(gates + r * G + H, H);
   }
-  detail::product_w(N, G, I, d_gates, weights.w_ih, dx);
-  detail::weight_grad(N, G, I, d_gates, x, accumulate, grads.dw_ih);
-  detail::weight_grad(N, G, H, d_hp, h0, accumulate, grads.dw_hh);
+  detail::backward_products(N, G, I, d_gates, weights.w_ih, x, accumulate, dx, grads.dw_ih);
   if (grads.db_ih != nullptr) {
     detail::bias_grad(N, G, d_gates, accumulate, grads.db_ih);
     detail::bias_grad(N, G, d_hp, accumulate, grads.db_hh);

@@ -96,10 +96,8 @@ void lstm_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights
   detail::gate_pass_backward(N, H, gates, c1.data(), c0, dh1, H, static_cast<const Scalar*>(nullptr), dc0,
                              d_gates.data(), static_cast<Scalar*>(nullptr), scratch);
 
-  detail::product_w(N, G, I, d_gates.data(), weights.w_ih, dx);
-  detail::product_w(N, G, H, d_gates.data(), weights.w_hh, dh0);
-  detail::weight_grad(N, G, I, d_gates.data(), x, accumulate, grads.dw_ih);
-  detail::weight_grad(N, G, H, d_gates.data(), h0, accumulate, grads.dw_hh);
+  detail::backward_products(N, G, I, d_gates.data(), weights.w_ih, x, accumulate, dx, grads.dw_ih);
+  detail::backward_products(N, G, H, d_gates.data(), weights.w_hh, h0, accumulate, dh0, grads.dw_hh);
   if (grads.db_ih != nullptr) {
     // b_ih and b_hh enter the gates alike: the same gradient for both.
     detail::bias_grad(N, G, d_gates.data(), accumulate, grads.db_ih);

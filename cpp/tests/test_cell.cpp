@@ -60,7 +60,7 @@ struct CellProblem {
 struct Shape {
   Index N, I, H;
 };
-const Shape kShapes[] = {{1, 1, 1}, {1, 128, 128}, {1, 5, 17}, {3, 4, 7}, {6, 33, 9}};
+const Shape kShapes[] = {{1, 1, 1}, {1, 128, 128}, {1, 5, 17}, {1, 40, 300}, {3, 4, 7}, {6, 33, 9}};
 
 template <typename Scalar>
 void lstm_cell_equals_one_lstm_step() {
