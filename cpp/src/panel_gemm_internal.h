@@ -161,20 +161,27 @@ class PanelWeights {
     for (Index p = p0; p < p1; ++p) {
       const Index c0 = p * kPanel, cols = std::min(kPanel, g_ - c0);
       const float* w = data_ + (p * k_ + k0) * kPanel;
-      if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
-      else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
-      else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo);
+      // The next panel's share, fetched into L2 while the first tile runs on this one.
+      const float* next = p + 1 < p1 ? w + k_ * kPanel : nullptr;
+      if (cols > 2 * kWidth) rows<kAccumulate, kTransA, kBlocks>(b0, b1, depth, a, lda, w, cols, out + c0, ldo, next);
+      else if (cols > kWidth) rows<kAccumulate, kTransA, 2>(b0, b1, depth, a, lda, w, cols, out + c0, ldo, next);
+      else rows<kAccumulate, kTransA, 1>(b0, b1, depth, a, lda, w, cols, out + c0, ldo, next);
     }
   }
 
   // Rows [r0, r1) in tiles of kRows, then one tile of the remainder.
   template <bool kAccumulate, bool kTransA, int B>
   void rows(Index r0, Index r1, Index depth, const float* a, Index lda, const float* w, Index cols, float* out,
-            Index ldo) const {
+            Index ldo, const float* next) const {
     Index r = r0;
     // kTransA: the tile of row r starts at a + (r - r0) * depth, with its rows' floats of each k adjacent
     // (trans_a's layout, lda = the tile's row count).
     auto at = [&](Index row) { return kTransA ? a + (row - r0) * depth : a + row * lda; };
+    if (next != nullptr && r + kRows <= r1) {
+      tile<kAccumulate, kTransA, kRows, B, true>(depth, at(r), kTransA ? kRows : lda, w, cols, out + r * ldo, ldo,
+                                                 next);
+      r += kRows;
+    }
     for (; r + kRows <= r1; r += kRows)
       tile<kAccumulate, kTransA, kRows, B>(depth, at(r), kTransA ? kRows : lda, w, cols, out + r * ldo, ldo);
     if (kTransA) lda = r1 - r;  // the last tile's rows
@@ -192,9 +199,9 @@ class PanelWeights {
 
   // R rows x B packets of the panel at w (cols <= B * kWidth of them real), over `depth` values of k. R == 0:
   // nothing (the remainders above kRows - 1 that a 4-row tile never leaves).
-  template <bool kAccumulate, bool kTransA, int R, int B>
+  template <bool kAccumulate, bool kTransA, int R, int B, bool kPrefetch = false>
   EIGEN_ALWAYS_INLINE void tile(Index depth, const float* a, Index lda, const float* w, Index cols, float* out,
-                                Index ldo) const {
+                                Index ldo, const float* next = nullptr) const {
     using namespace Eigen::internal;
     if constexpr (R > 0) {
       // op(a)(i, kk): row i's values lda apart (kTransA: a[kk * lda + i], the tile packed by pack_rows).
@@ -207,6 +214,9 @@ class PanelWeights {
         for (int j = 0; j < B; ++j) {
           wv[j] = pload<P>(w + kk * kPanel + j * kWidth);
           keep_in_register(wv[j]);
+        }
+        if constexpr (kPrefetch) {
+          for (int j = 0; j < B; ++j) __builtin_prefetch(next + kk * kPanel + j * kWidth, 0, 2);
         }
         const float* a_k = a + kk * k_stride;
         for (int i = 0; i < R; ++i) {
