@@ -5,8 +5,9 @@
 // At N = 1 a cell step is bound by moving its weights and their gradients (512 KB each at I = H = 128): Eigen
 // ran the backward's four products (dx, dh0, dW_ih, dW_hh) as four passes, two reading the weights and two
 // writing the gradients. Here each row of w is read, and the same row of dW written, in one pass, the running
-// dx (or dh0) kept in registers: one backward step 13.5 -> 11.3 us at I = H = 128 on a Sapphire Rapids guest
-// (bench_parts CellBackward). Each result is a fixed chain of operations on its own row or column.
+// dx (or dh0) kept in registers: one backward step 13.0-13.3 -> 11.4-13.7 us at I = H = 128 on a Sapphire
+// Rapids guest (bench_parts CellBackward, three paired runs, two faster). Each result is a fixed chain of
+// operations on its own row or column.
 //
 // The forward keeps Eigen's matrix-vector products: one pass over both weights, 8 rows at a time, took 4.9 us
 // against Eigen's 4.3, and row by row 6.8.

@@ -249,12 +249,12 @@ void gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a
 }
 
 template <typename Scalar>
-SharedRhs<Scalar>::SharedRhs(bool trans_b, Index n, Index k, const Scalar* b, Index ldb)
+SharedRhs<Scalar>::SharedRhs(bool trans_b, Index n, Index k, const Scalar* b, Index ldb, Index uses)
     : trans_b_(trans_b), n_(n), k_(k), b_(b), ldb_(ldb) {
   ensure_threads_initialised();
   require(n >= 0 && k >= 0 && ldb >= std::max<Index>(1, trans_b ? k : n), "SharedRhs", "bad size or stride");
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (get_gemm_backend() == GemmBackend::kNative && n > 0 && k > 0) {
+    if (get_gemm_backend() == GemmBackend::kNative && uses > 1 && n > 0 && k > 0) {
       packed_ = std::make_unique<PanelWeights>(n, k);
       const Index panels = packed_->panels();
       // A copy, split over the threads from 1 MB (at s4, 16 MB).

@@ -27,12 +27,13 @@ class PanelWeights;
 // op(B) of several products C (+)= op(A) op(B) that share it (the chunks of an inference pass, each an input
 // projection with w_ih): on the native float backend op(B) is packed once, here, instead of once per product
 // (at s4 w_ih is 16 MB: 13 chunks packed it 13 times into a fresh mapping). Otherwise, and for double, each
-// product is a gemm call. Either way a product gives the bits gemm gives. The backend is read when this is
-// built; b must outlive it.
+// product is a gemm call, as it is when `uses` (the products expected) is 1: gemm packs into a buffer its thread
+// keeps, where a single product pays no fresh allocation. Either way a product gives the bits gemm gives. The
+// backend is read when this is built; b must outlive it.
 template <typename Scalar>
 class SharedRhs {
  public:
-  SharedRhs(bool trans_b, Index n, Index k, const Scalar* b, Index ldb);
+  SharedRhs(bool trans_b, Index n, Index k, const Scalar* b, Index ldb, Index uses);
   ~SharedRhs();
   SharedRhs(const SharedRhs&) = delete;
   SharedRhs& operator=(const SharedRhs&) = delete;

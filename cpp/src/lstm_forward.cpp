@@ -214,8 +214,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   constexpr Index kChunkRows = 512;
   const Index chunk = training ? dims.steps : std::max<Index>(1, kChunkRows / N);
   // The chunks' input projections share w_ih, packed once for all of them.
-  std::unique_ptr<const detail::SharedRhs<Scalar>> w_ih;
-  if (chunk < dims.steps) w_ih = std::make_unique<const detail::SharedRhs<Scalar>>(true, G, I, weights.w_ih, I);
+  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, (dims.steps + chunk - 1) / chunk);
   if (!training) {
     Index most = 0;  // the most rows of any chunk
     for (Index c0 = 0; c0 < dims.steps; c0 += chunk) {
@@ -231,12 +230,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     const Index t0 = layout.reverse ? dims.steps - s1 : s0, t1 = layout.reverse ? dims.steps - s0 : s1;
     row_0 = sched.row_of_time(t0);
     if (training) gates_0 = gates + row_0 * G;
-    if (w_ih) {
-      detail::input_projection(sched, I, G, x, *w_ih, weights.bias, masks.input, gates_0, row_0, sched.row_of_time(t1));
-    } else {
-      detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates_0, row_0,
-                               sched.row_of_time(t1));
-    }
+    detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, gates_0, row_0, sched.row_of_time(t1));
     detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
   }
 }

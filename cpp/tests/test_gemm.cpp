@@ -105,7 +105,7 @@ TYPED_TEST(Gemm, SharedRhsProductsEqualGemmBitwise) {
                        std::to_string(threads) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
           const Index n = 600, k = 512, ldb = (tb ? k : n) + 1;
           const auto b = random_values<TypeParam>((tb ? n : k) * ldb, 4);
-          const lstm_ext::detail::SharedRhs<TypeParam> shared(tb, n, k, b.data(), ldb);
+          const lstm_ext::detail::SharedRhs<TypeParam> shared(tb, n, k, b.data(), ldb, 6);
           for (Index m : {Index(1), Index(37), Index(300)}) {
             const Index lda = (ta ? m : k) + 2, ldc = n + 3;
             const auto a = random_values<TypeParam>((ta ? k : m) * lda, 5 + unsigned(m));
