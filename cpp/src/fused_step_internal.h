@@ -131,7 +131,7 @@ class FusedRecurrence {
   }
 
   Index hidden_, k_, u0_, u1_, blocks_;
-  Buffer<float> packed_;  // [blocks][K][kGates][P], 64-byte aligned
+  Workspace<float> packed_;  // [blocks][K][kGates][P], 64-byte aligned
 };
 
 // The LSTM step (gates i, f, g, o; no projection inside: K is the recurrent width, H or P).

@@ -79,16 +79,13 @@ void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const fl
 #endif
 }
 
-// The native backend, float, packing op(B) for this product only. Packings up to kKeptPack floats go into a
-// buffer this thread keeps between calls: allocated afresh each call, the pages of a few hundred KB were mapped
-// and faulted in again every time (glibc trims the freed heap), 0.19 ms on a T = 1 forward whose arithmetic
-// takes 0.03 ms. Larger packings come with products long enough to pay for their allocation.
+// The native backend, float, packing op(B) for this product only, into a block of the cache: allocated afresh
+// each call, the pages of a few hundred KB were mapped and faulted in again every time (glibc trims the freed
+// heap), 0.19 ms on a T = 1 forward whose arithmetic takes 0.03 ms.
 void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const float* a, Index lda, const float* b,
                  Index ldb, bool accumulate, float* c, Index ldc) {
-  constexpr Index kKeptPack = Index(1) << 20;  // 4 MB per calling thread at most
-  thread_local detail::Buffer<float> kept;
-  detail::Buffer<float> own;
-  detail::PanelWeights packed(n, k, n * k <= kKeptPack ? kept : own);
+  detail::Workspace<float> storage;
+  detail::PanelWeights packed(n, k, storage);
   gemm_native(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc, packed);
 }
 

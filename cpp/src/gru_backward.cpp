@@ -28,7 +28,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   detail::ensure_threads_initialised();
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
-  detail::Buffer<Scalar> zero_h0;
+  detail::Workspace<Scalar> zero_h0;
   h0 = detail::zeros_if_null(h0, N * H, zero_h0);
   const Index G = kGatesGru * H;
   const bool after = weights.reset_after;
@@ -39,7 +39,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
 
   // Per call: the gradients of the input-side and recurrent-side pre-activations of every row, and the states
   // the recurrent products read (reset before: also r * hm), for the weight GEMMs after the loop.
-  detail::Buffer<Scalar> d_gates_ws(R * G), d_hp_ws(R * G), prev_all(R * H), rh_all(after ? 0 : R * H);
+  detail::Workspace<Scalar> d_gates_ws(R * G), d_hp_ws(R * G), prev_all(R * H), rh_all(after ? 0 : R * H);
 
   // dh0 doubles as the running dh, one row per sequence (see lstm_backward).
   if (dh_n != nullptr) std::copy_n(dh_n, N * H, dh0); else std::fill_n(dh0, N * H, Scalar(0));
@@ -55,8 +55,8 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(mask, first * H);
     Scalar* dh_run = dh0 + first * H;
-    detail::Buffer<Scalar> prev_u(count * H), direct(count * H), d_prev(count * H), d_rh(after ? 0 : count * H);
-    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
+    detail::Workspace<Scalar> prev_u(count * H), direct(count * H), d_prev(count * H), d_rh(after ? 0 : count * H);
+    detail::Workspace<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
     auto& dh_t = scratch.a;
 

@@ -32,7 +32,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   detail::ensure_threads_initialised();
 
   const Index N = dims.batch, I = dims.input, H = dims.hidden;
-  detail::Buffer<Scalar> zero_h0;
+  detail::Workspace<Scalar> zero_h0;
   h0 = detail::zeros_if_null(h0, N * H, zero_h0);
   const Index G = kGatesGru * H;
   const bool after = weights.reset_after;
@@ -40,7 +40,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   const detail::Schedule sched(kWhere, dims.steps, N, dims.batch_sizes, layout.reverse);
   const Index R = sched.rows();
 
-  detail::Buffer<Scalar> gates_ws(training ? 0 : R * G);
+  detail::Workspace<Scalar> gates_ws(training ? 0 : R * G);
   Scalar* gates = training ? cache.gates : gates_ws.data();
   detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
 
@@ -64,8 +64,8 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
     Scalar* h_n_s = detail::offset(h_n, first * H);
-    detail::Buffer<Scalar> hp(fuse ? 0 : count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
-    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
+    detail::Workspace<Scalar> hp(fuse ? 0 : count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
+    detail::Workspace<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = 0; s < slice.steps(); ++s) {

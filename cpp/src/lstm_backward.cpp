@@ -37,7 +37,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   const Index N = dims.batch, I = dims.input, H = dims.hidden, P = dims.proj;
   const Index O = P > 0 ? P : H;
   const Index G = kGatesLstm * H;
-  detail::Buffer<Scalar> zero_h0, zero_c0;
+  detail::Workspace<Scalar> zero_h0, zero_c0;
   h0 = detail::zeros_if_null(h0, N * O, zero_h0);
   c0 = detail::zeros_if_null(c0, N * H, zero_c0);
   const Index ldy = detail::y_stride_of(kWhere, layout, O);
@@ -46,7 +46,7 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
 
   // Per call, never in the loop: the gate gradients and the (masked) previous states of every row, for the
   // weight GEMMs after the loop; with a projection also dL/dh and h_full of every row.
-  detail::Buffer<Scalar> d_gates_ws(R * G), prev_all(R * O), dh_all(P > 0 ? R * P : 0), full_all(P > 0 ? R * H : 0);
+  detail::Workspace<Scalar> d_gates_ws(R * G), prev_all(R * O), dh_all(P > 0 ? R * P : 0), full_all(P > 0 ? R * H : 0);
   Scalar* d_gates = d_gates_ws.data();
 
   // dh0 and dc0 double as the running dh and dc, one row per sequence: a row is touched only while its
@@ -66,8 +66,8 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
     const Scalar* mask_s = detail::offset(masks.recurrent, first * O);
     Scalar* dh = dh0 + first * O;
     Scalar* dc = dc0 + first * H;
-    detail::Buffer<Scalar> d_full(P > 0 ? count * H : 0), d_prev(mask_s != nullptr ? count * O : 0);
-    detail::Buffer<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
+    detail::Workspace<Scalar> d_full(P > 0 ? count * H : 0), d_prev(mask_s != nullptr ? count * O : 0);
+    detail::Workspace<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = slice.steps() - 1; s >= 0; --s) {

@@ -55,7 +55,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index N = dims.batch, I = dims.input, H = dims.hidden, P = dims.proj;
   const Index O = P > 0 ? P : H;  // output and recurrent width
   const Index G = kGatesLstm * H;
-  detail::Buffer<Scalar> zero_h0, zero_c0;
+  detail::Workspace<Scalar> zero_h0, zero_c0;
   h0 = detail::zeros_if_null(h0, N * O, zero_h0);
   c0 = detail::zeros_if_null(c0, N * H, zero_c0);
   const bool training = cache.gates != nullptr;
@@ -64,7 +64,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index R = sched.rows();
 
   // Inference keeps nothing: the pre-activations and the running cell state live in per-call workspaces.
-  detail::Buffer<Scalar> gates_ws, cell_ws;
+  detail::Workspace<Scalar> gates_ws, cell_ws;
   Scalar* gates = cache.gates;
   if (!training) {
     cell_ws.resize(N * H);
@@ -86,7 +86,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       Index u0, u1;
       std::vector<detail::PackedWeights<Scalar>> w_hh;  // double: this part's rows of each gate's block of w_hh
       std::unique_ptr<detail::FusedLstmStep> fused;     // float: the same rows, for the fused step
-      detail::Buffer<Scalar> prev, pack;
+      detail::Workspace<Scalar> prev, pack;
       detail::GateScratch<Scalar> scratch;
     };
     const std::vector<Index> bounds = detail::unit_bounds(H, unit_parts);
@@ -94,7 +94,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     parts.reserve(static_cast<size_t>(unit_parts));
     for (Index j = 0; j < unit_parts; ++j) {
       const Index u0 = bounds[j], u1 = bounds[j + 1];
-      Part& part = parts.emplace_back(Part{u0, u1, {}, nullptr, detail::Buffer<Scalar>(N * O), {}, {G, H}});
+      Part& part = parts.emplace_back(Part{u0, u1, {}, nullptr, detail::Workspace<Scalar>(N * O), {}, {G, H}});
       if constexpr (kFloat) {
         part.fused = std::make_unique<detail::FusedLstmStep>(weights.w_hh, H, O, u0, u1);
         continue;
@@ -165,7 +165,7 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* h_n_s = detail::offset(h_n, first * O);
     Scalar* c_n_s = detail::offset(c_n, first * H);
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
-    detail::Buffer<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
+    detail::Workspace<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
     for (Index s = s0; s < s1; ++s) {

@@ -53,7 +53,7 @@ class PanelWeights {
 
   // The same in `storage`, grown when smaller and otherwise reused: a caller that keeps it between calls
   // saves the allocation and its page faults (a fresh mapping each call cost more than a small product).
-  PanelWeights(Index g, Index k, Buffer<float>& storage) : g_(g), k_(k), panels_((g + kPanel - 1) / kPanel) {
+  PanelWeights(Index g, Index k, Workspace<float>& storage) : g_(g), k_(k), panels_((g + kPanel - 1) / kPanel) {
     if (storage.size() < size()) storage.resize(size());
     data_ = storage.data();
   }
@@ -117,7 +117,7 @@ class PanelWeights {
     // a different row of a, 16 KB apart at s4: a page per k, 16 bytes per cache line. So each block of rows is
     // first copied, per block of k, into tiles of kRows rows, k-major (pack_rows): one contiguous run per tile.
     // Measured on a Zen 3 guest (AVX2), s4's weight gradient 52-68 -> 153 GFLOP/s on 2 threads (OpenBLAS 154).
-    thread_local Buffer<float> packed_a;
+    thread_local Workspace<float> packed_a;
     if (trans_a && packed_a.size() < kBlockRows * kDepth) packed_a.resize(kBlockRows * kDepth);
     for (Index b0 = r0; b0 < r1; b0 += kBlockRows) {
       const Index b1 = std::min(r1, b0 + kBlockRows);
@@ -244,7 +244,7 @@ class PanelWeights {
   }
 
   Index g_, k_, panels_;
-  Buffer<float> owned_;      // the packed weights unless the caller gave storage
+  Workspace<float> owned_;      // the packed weights unless the caller gave storage
   float* data_ = nullptr;    // [panels][k][kPanel], 64-byte aligned
 
 };

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "gemm_internal.h"
+#include "workspace_internal.h"
 #include "lstm_ext/sequence.h"
 
 #include <algorithm>
@@ -15,7 +16,7 @@
 namespace lstm_ext::detail {
 
 template <typename Scalar>
-using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;  // aligned storage, the same on every call
+using Buffer = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;  // small aligned storage for Eigen expressions (the cells)
 
 // p + k, or nullptr for a null p (an optional buffer).
 template <typename T>
@@ -27,7 +28,7 @@ T* offset(T* p, Index k) {
 // of skipping the work it would do, so that 0 * NaN and 0 * Inf (a non-finite weight or gradient meeting a zero
 // state) give NaN, as in torch, not 0.
 template <typename Scalar>
-const Scalar* zeros_if_null(const Scalar* state, Index size, Buffer<Scalar>& storage) {
+const Scalar* zeros_if_null(const Scalar* state, Index size, Workspace<Scalar>& storage) {
   if (state != nullptr) return state;
   storage.setZero(size);
   return storage.data();
@@ -184,7 +185,7 @@ void input_side_backward(const Schedule& sched, Index input, Index gates, const 
     gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, accumulate_dx, dx, input);
     gemm(true, false, gates, input, R, d_gates, gates, x, input, false, dw_ih, input);
   } else {
-    Buffer<Scalar> ws(R * input);
+    Workspace<Scalar> ws(R * input);
     gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, false, ws.data(), input);
     mask_rows(sched, input, ws.data(), input_mask, ws.data());
     MatrixMap<Scalar> dx_map(dx, R, input);
@@ -223,7 +224,7 @@ void input_projection(const Schedule& sched, Index input, Index gates_width, con
   if (input_mask == nullptr) {
     project(x);
   } else {
-    Buffer<Scalar> xm(R * input);
+    Workspace<Scalar> xm(R * input);
     mask_rows(sched, input, x, input_mask, xm.data(), r0, r1);
     project(xm.data());
   }

@@ -48,8 +48,8 @@ void stack_forward_layers(Index layers, Index rows, Index width, const Scalar* x
                           const Scalar* inter, Layer&& layer) {
   const Index size = rows * width;
   const Index buffers = inner_buffers(layers);
-  Buffer<Scalar> inner(hidden == nullptr ? buffers * size : 0);
-  Buffer<Scalar> masked(hidden != nullptr && inter != nullptr && layers > 1 ? size : 0);
+  Workspace<Scalar> inner(hidden == nullptr ? buffers * size : 0);
+  Workspace<Scalar> masked(hidden != nullptr && inter != nullptr && layers > 1 ? size : 0);
   const Scalar* layer_in = x;
   for (Index l = 0; l < layers; ++l) {
     Scalar* layer_out = y;
@@ -73,8 +73,8 @@ void stack_backward_layers(Index layers, Index rows, Index width, const Scalar* 
                            LayerBackward&& layer_backward) {
   const Index size = rows * width;
   const Index buffers = inner_buffers(layers);
-  Buffer<Scalar> inner(buffers * size);
-  Buffer<Scalar> masked(inter != nullptr && layers > 1 ? size : 0);
+  Workspace<Scalar> inner(buffers * size);
+  Workspace<Scalar> masked(inter != nullptr && layers > 1 ? size : 0);
   const Scalar* d_out = dy;
   for (Index l = layers - 1; l >= 0; --l) {
     const Scalar* layer_in = l == 0 ? x : hidden + (l - 1) * size;
@@ -100,7 +100,7 @@ void backward_directions(Index directions, Index size, Scalar* d_in, Fn&& fn) {
     fn(Index(0), d_in);
     return;
   }
-  Buffer<Scalar> second(size);
+  Workspace<Scalar> second(size);
   for_each_direction(2, [&](Index d) { fn(d, d == 0 ? d_in : second.data()); });
   ArrayMap<Scalar>(d_in, size) += ConstArrayMap<Scalar>(second.data(), size);
 }

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 namespace {
@@ -94,11 +95,13 @@ TEST(PanelGemm, AnEmptySumAddsNothingOrWritesZeros) {
 }
 
 TEST(PanelGemm, PackingIntoReusedStorageOverwritesWhatWasThere) {
-  // The native GEMM backend keeps its packing buffer between calls: stale values must not reach the padding.
+  // The native GEMM backend packs into blocks of the cache, which hold the last user's values: stale values
+  // must not reach the padding.
   const Index m = 5, k = 9, g = PanelWeights::kPanel + 3;  // a partial last panel
   const auto a = random<float>(m, k, 6);
   const auto w = random<float>(g, k, 7);
-  lstm_ext::detail::Buffer<float> storage = lstm_ext::detail::Buffer<float>::Constant(4 * g * k, 1e30f);
+  lstm_ext::detail::Workspace<float> storage(4 * g * k);
+  std::fill_n(storage.data(), storage.size(), 1e30f);
   PanelWeights reused(g, k, storage);
   reused.pack(w.data(), k, false, 0, reused.panels());
   const PanelWeights fresh(w.data(), g, k, k, false);
@@ -108,7 +111,7 @@ TEST(PanelGemm, PackingIntoReusedStorageOverwritesWhatWasThere) {
   EXPECT_TRUE((got.array() == want.array()).all());
   const Index panel = PanelWeights::kPanel, last = (reused.panels() - 1) * k * panel;
   for (Index kk = 0; kk < k; ++kk)  // the last panel's padding columns are zero, not the stale values
-    for (Index c = g % panel; c < panel; ++c) ASSERT_EQ(storage[last + kk * panel + c], 0.0f) << kk << "," << c;
+    for (Index c = g % panel; c < panel; ++c) ASSERT_EQ(storage.data()[last + kk * panel + c], 0.0f) << kk << "," << c;
 }
 
 TEST(PanelGemm, EachRowIsTheSameWhateverRowsItIsComputedWith) {

@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GRU", "GRUCell", "LSTM", "LSTMCell", "Stateful", "get_num_threads", "set_num_threads", "__version__",
     "gemm_backends", "get_gemm_backend", "set_gemm_backend",
+    "set_memory_cache_limit", "get_memory_cache_limit", "memory_cache_bytes", "empty_memory_cache",
     # training
     "Linear", "Model", "Sequential", "LastStep", "save", "load", "mse_loss", "cross_entropy",
     "clip_grad_norm_", "clip_grad_value_", "optim",
@@ -55,6 +56,38 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the kernels use."""
     return _get_num_threads()
+
+
+def set_memory_cache_limit(nbytes: int) -> None:
+    """Keep at most ``nbytes`` of freed large buffers for reuse, process-wide (``0``: keep none).
+
+    The layers' outputs from 64 KB (``y``, ``dx``, weight gradients, the training tape) and the kernels'
+    workspaces come from a cache of memory blocks. A block comes back to it when its array is garbage
+    collected, and the next call of the same sizes reuses it instead of asking the system for fresh pages,
+    whose first touch costs a page fault each: 6-8% of a training step at (T, N, I, H) = (50, 128, 1024,
+    1024) and up to 15% of a smaller forward. The default limit is 1 GiB or an eighth of this machine's
+    memory, whichever is less. Lowering it returns blocks to the system at once. Results never depend on it.
+    """
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+        raise TypeError(f"nbytes: expected an int, got {type(nbytes).__name__}")
+    if nbytes < 0:
+        raise ValueError(f"nbytes: expected an int >= 0, got {nbytes}")
+    _core.set_memory_cache_limit(min(nbytes, 2**64 - 1))
+
+
+def get_memory_cache_limit() -> int:
+    """The most bytes of freed buffers the memory cache keeps (see :func:`set_memory_cache_limit`)."""
+    return int(_core.get_memory_cache_limit())
+
+
+def memory_cache_bytes() -> int:
+    """Bytes of freed buffers the memory cache holds now, ready for reuse (not counting buffers in use)."""
+    return int(_core.memory_cache_bytes())
+
+
+def empty_memory_cache() -> None:
+    """Return every buffer the memory cache holds to the system; arrays in use are not affected."""
+    _core.empty_memory_cache()
 
 
 def gemm_backends() -> List[str]:

@@ -257,6 +257,9 @@ class RecurrentBase(Module):
             states_core = [packing.sort_states(s) for s in states]
             batch_sizes, rows = packing.batch_sizes, packing.rows
         masks = self._draw_masks(rows, batch, packing) if training else Masks()
+        # The inputs are checked: the last forward's tape goes now, its buffers back to the memory cache, where
+        # this forward finds them, so the two never live at once (should the core fail, backward says so).
+        self._tape = None
         y, finals, cache, weights = self._core_forward(x_core, states_core, training, batch_sizes, masks)
         if training:
             assert cache is not None
