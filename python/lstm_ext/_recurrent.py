@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _core
 from ._module import Module
 from ._packing import Packing, check_lengths, make_packing
 from ._validation import as_float_array, check_shape, check_size
@@ -52,10 +53,18 @@ class Tape:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+def tape_copy(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` whose data, when large, comes from the memory cache (so a training loop reuses the
+    last step's pages instead of faulting in fresh ones)."""
+    if array.flags.c_contiguous and array.dtype in (np.float32, np.float64):
+        return _core.copy_array(array)
+    return array.copy()
+
+
 def owned(array: Optional[np.ndarray], user: Any) -> Optional[np.ndarray]:
     """``array``, copied if it may still be the caller's memory: the tape must not change under us."""
     if array is not None and isinstance(user, np.ndarray) and np.may_share_memory(array, user):
-        return array.copy()
+        return tape_copy(array)
     return array
 
 
@@ -271,7 +280,8 @@ class RecurrentBase(Module):
         else:
             self._tape = None
         if packing is None:
-            y_tm = y.copy() if training else y  # the tape's y is the saved hidden states: the caller gets its own
+            # The tape's y is the saved hidden states: the caller gets its own.
+            y_tm = tape_copy(y) if training else y
         else:
             y_tm = packing.unpack(y)
             finals = [packing.unsort_states(f) for f in finals]

@@ -219,6 +219,21 @@ Array<Scalar> new_array(const std::vector<Index>& shape) {
   return Array<Scalar>(dims, static_cast<Scalar*>(block), owner);
 }
 
+// A copy of `a` in a new array (as new_array): the training tape's own copies of the input and output.
+template <typename Scalar>
+Array<Scalar> copy_array(const Array<Scalar>& a) {
+  expect_aligned("a", a);
+  Array<Scalar> out = new_array<Scalar>(std::vector<Index>(a.shape(), a.shape() + a.ndim()));
+  const Scalar* src = a.data();
+  Scalar* dst = out.mutable_data();
+  const py::ssize_t count = a.size();
+  {
+    py::gil_scoped_release release;
+    std::copy_n(src, count, dst);
+  }
+  return out;
+}
+
 // ----------------------------------------------------------------------------------------------------------
 // LSTM
 
@@ -789,6 +804,8 @@ void def_cells(py::module_& m) {
 
 template <typename Scalar>
 void def_stacks(py::module_& m) {
+  m.def("copy_array", &copy_array<Scalar>, py::arg("a").noconvert(),
+        "A copy of a C-contiguous array, its data from the memory cache when large.");
   m.def("lstm_stack_forward", &lstm_stack_forward<Scalar>, py::arg("x").noconvert(), py::arg("w_ih").noconvert(),
         py::arg("w_hh").noconvert(), opt("bias"), opt("w_hr"), opt("h0"), opt("c0"), py::kw_only(),
         py::arg("layers"), py::arg("directions"), py::arg("reverse") = false, py::arg("training"),
