@@ -74,7 +74,8 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // A batch too small to split by sequences splits each step's hidden units instead (see parallel_internal.h):
   // each part packs its own rows of w_hh, on the calling thread (allocation may throw; the steps may not).
   constexpr bool kFloat = std::is_same_v<Scalar, float>;
-  const Index unit_parts = P > 0 ? 1 : detail::unit_split_parts(N, H);
+  const bool unpacked = detail::unpacked_recurrence(dims.steps, N);
+  const Index unit_parts = P > 0 || unpacked ? 1 : detail::unit_split_parts(N, H);
   if (unit_parts > 1) {
     // The input projection does not depend on the recurrence: one GEMM over all rows (few: N < 16).
     if (!training) {
@@ -145,13 +146,13 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // The recurrent weights packed once for all steps and threads (RecurrentWeights: panel_gemm_internal.h for
   // float, Eigen's GEBP layout for double); a float batch of a few rows runs the fused step instead, on weights
   // packed for it (shared by the threads).
-  const bool fuse = kFloat && N <= detail::kMaxFusedRows;
-  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : G, O, O, false);
+  const bool fuse = !unpacked && kFloat && N <= detail::kMaxFusedRows;
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse || unpacked ? 0 : G, O, O, false);
   std::unique_ptr<const detail::FusedLstmStep> fused;
   if constexpr (kFloat) {
     if (fuse) fused = std::make_unique<const detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
   }
-  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, P, H, H, false);  // empty without a projection
+  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, unpacked ? 0 : P, H, H, false);  // empty without one
 
   // The recurrence of sequences [first, first + count) over steps [s0, s1), whose pre-activations start at
   // gates_0 with the row row_0: per-sequence buffers are offset to the slice.
@@ -186,7 +187,10 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
           fused_step(*fused, st, H, prev, ld_prev, gates_t, c_prev, c0_s, c_t, h_out, ld_h);
         }
       } else {
-        if (prev != nullptr) w_hh.multiply_add(n, prev, ld_prev, gates_t, G, pack_ws.data());
+        if (prev != nullptr) {
+          if (unpacked) detail::row_times_wt(G, O, weights.w_hh, prev, true, gates_t);  // n == 1
+          else w_hh.multiply_add(n, prev, ld_prev, gates_t, G, pack_ws.data());
+        }
         if (training) {
           const Index m = st.carried;
           gate_pass_forward(m, H, gates_t, cache.cells + st.prev_offset * H, c_t, h_out, ld_h, scratch);
@@ -196,7 +200,8 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
           gate_pass_forward(n, H, gates_t, c_t, c_t, h_out, ld_h, scratch);
         }
       }
-      if (P > 0) w_hr.multiply(n, full_ws.data(), H, y + st.offset * ldy, ldy, pack_ws.data());
+      if (P > 0 && unpacked) detail::row_times_wt(P, H, weights.w_hr, full_ws.data(), false, y + st.offset * ldy);
+      else if (P > 0) w_hr.multiply(n, full_ws.data(), H, y + st.offset * ldy, ldy, pack_ws.data());
 
       // Sequences whose last step this is hand over their final states.
       const Index f = st.finished_from;
@@ -230,7 +235,11 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     const Index t0 = layout.reverse ? dims.steps - s1 : s0, t1 = layout.reverse ? dims.steps - s0 : s1;
     row_0 = sched.row_of_time(t0);
     if (training) gates_0 = gates + row_0 * G;
-    detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, gates_0, row_0, sched.row_of_time(t1));
+    if (unpacked && R == 1) {  // T = 1, N = 1 (training and inference alike): w_ih as it is
+      detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates_0);
+    } else {
+      detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, gates_0, row_0, sched.row_of_time(t1));
+    }
     detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
   }
 }
