@@ -50,13 +50,15 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   // A float batch of a few rows with the reset gate after the product runs each step fused instead
   // (fused_step_internal.h), on weights packed for it and shared by the threads.
   constexpr bool kFloat = std::is_same_v<Scalar, float>;
-  const bool fuse = kFloat && after && N <= detail::kMaxFusedRows;
-  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse ? 0 : hp_cols, H, H, false);
+  // One sequence over a few steps: matrix-vector products on w_hh as it is (sequence_internal.h).
+  const bool unpacked = detail::unpacked_recurrence(dims.steps, N);
+  const bool fuse = !unpacked && kFloat && after && N <= detail::kMaxFusedRows;
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse || unpacked ? 0 : hp_cols, H, H, false);
   std::unique_ptr<const detail::FusedGruStep> fused;
   if constexpr (kFloat) {
     if (fuse) fused = std::make_unique<const detail::FusedGruStep>(weights.w_hh, H);
   }
-  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, false);
+  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after || unpacked ? 0 : H, H, H, false);
 
   // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
   auto recur = [&](Index first, Index count) {
@@ -94,7 +96,10 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
         RowVectorMap<Scalar> row(hp.data() + r * G, hp_cols);
         if (weights.b_hh != nullptr) row = ConstRowVectorMap<Scalar>(weights.b_hh, hp_cols); else row.setZero();
       }
-      if (hm != nullptr) w_hh.multiply_add(n, hm, ldm, hp.data(), G, pack_ws.data());
+      if (hm != nullptr) {
+        if (unpacked) detail::row_times_wt(hp_cols, H, weights.w_hh, hm, true, hp.data());  // n == 1
+        else w_hh.multiply_add(n, hm, ldm, hp.data(), G, pack_ws.data());
+      }
 
       if (!after) {
         // n's recurrent part needs r first: (r * hm) w_hn^T + b_hn.
@@ -106,7 +111,8 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
           RowVectorMap<Scalar> hp_n(hp.data() + r * G + 2 * H, H);
           if (weights.b_hh != nullptr) hp_n = ConstRowVectorMap<Scalar>(weights.b_hh + 2 * H, H); else hp_n.setZero();
         }
-        w_hn.multiply_add(n, rh.data(), H, hp.data() + 2 * H, G, pack_ws.data());
+        if (unpacked) detail::row_times_wt(H, H, weights.w_hh + 2 * H * H, rh.data(), true, hp.data() + 2 * H);
+        else w_hn.multiply_add(n, rh.data(), H, hp.data() + 2 * H, G, pack_ws.data());
       }
       for (Index r = 0; r < n; ++r) {
         Scalar* g = gates_t + r * G;
