@@ -26,6 +26,8 @@ SHAPES = {  # (T, N, I, H), calls per sample block
     "s3": ((100, 64, 512, 512), 6),
     "s4": ((50, 128, 1024, 1024), 3),
     "s5": ((1000, 1, 64, 64), 100),
+    "t1": ((1, 1, 128, 128), 4000),  # one step of one sequence (the short-sequence path)
+    "t8": ((8, 1, 256, 256), 1000),
 }
 
 CHILD = r"""
@@ -77,7 +79,7 @@ def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base", required=True, help="directory of the base build (pip install --target DIR)")
     p.add_argument("--cases", default="s2:fwd,s2:train,s3:fwd,s3:train,s4:fwd,s4:train",
-                   help="comma-separated shape:mode (shapes s1..s5, modes fwd, train)")
+                   help="comma-separated shape:mode (shapes s1..s5, t1, t8; modes fwd, train)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kind", choices=["lstm", "gru"], default="lstm")

@@ -54,9 +54,15 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
   if (dh_n != nullptr) std::copy_n(dh_n, N * O, dh0); else std::fill_n(dh0, N * O, Scalar(0));
   if (dc_n != nullptr) std::copy_n(dc_n, N * H, dc0); else std::fill_n(dc0, N * H, Scalar(0));
 
-  // dL/dh_{t-1} = d_gates w_hh: the weights packed once for all steps and threads.
-  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, O, G, O, true);
-  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, P > 0 ? H : 0, P, H, true);  // dL/dh_full = dL/dh w_hr
+  // dL/dh_{t-1} = d_gates w_hh: the weights packed once for all steps and threads; one sequence over a few
+  // steps uses them as they are (matrix-vector products, as the forward: sequence_internal.h).
+  const bool unpacked = detail::unpacked_recurrence(dims.steps, N);
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, unpacked ? 0 : O, G, O, true);
+  const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, P > 0 && !unpacked ? H : 0, P, H, true);  // dL/dh w_hr
+  auto times_w_hh = [&](Index n, const Scalar* d_gates_t, Scalar* out, Scalar* scratch) {
+    if (unpacked) detail::row_times_w(G, O, weights.w_hh, d_gates_t, out);  // n == 1
+    else w_hh.multiply(n, d_gates_t, G, out, O, scratch);
+  };
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
@@ -87,7 +93,8 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
         Scalar* dh_t = dh_all.data() + st.offset * P;
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(dh_t + r * P, P) = ConstArrayMap<Scalar>(dy_t + r * ldy, P) + ConstArrayMap<Scalar>(dh + r * P, P);
-        w_hr.multiply(n, dh_t, P, d_full.data(), H, pack_ws.data());
+        if (unpacked) detail::row_times_w(P, H, weights.w_hr, dh_t, d_full.data());
+        else w_hr.multiply(n, dh_t, P, d_full.data(), H, pack_ws.data());
         dh_a = d_full.data();
         lda = H;
         dh_b = nullptr;
@@ -101,9 +108,9 @@ void lstm_backward(const LstmDims& dims, const LstmWeights<Scalar>& weights, con
 
       // dL/dh_{t-1} through the recurrent product (times the recurrent mask), and the states that product read.
       if (mask_s == nullptr) {
-        w_hh.multiply(n, d_gates_t, G, dh, O, pack_ws.data());
+        times_w_hh(n, d_gates_t, dh, pack_ws.data());
       } else {
-        w_hh.multiply(n, d_gates_t, G, d_prev.data(), O, pack_ws.data());
+        times_w_hh(n, d_gates_t, d_prev.data(), pack_ws.data());
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(dh + r * O, O) =
               ConstArrayMap<Scalar>(d_prev.data() + r * O, O) * ConstArrayMap<Scalar>(mask_s + r * O, O);

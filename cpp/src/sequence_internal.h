@@ -52,6 +52,13 @@ void row_times_wt(Index g, Index k, const Scalar* w, const Scalar* v, bool accum
   else o.noalias() = ConstMatrixMap<Scalar>(w, g, k) * Eigen::Map<const Vector>(v, k);
 }
 
+// out[k] = sum_g v[g] w[g, k]: one row times w, w row-major [g, k] as stored (the backward's products).
+template <typename Scalar>
+void row_times_w(Index g, Index k, const Scalar* w, const Scalar* v, Scalar* out) {
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Eigen::Map<Vector>(out, k).noalias() = ConstMatrixMap<Scalar>(w, g, k).transpose() * Eigen::Map<const Vector>(v, g);
+}
+
 // One step of a direction, in processing order.
 struct Step {
   Index t = 0;              // time
