@@ -45,9 +45,18 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
   if (dh_n != nullptr) std::copy_n(dh_n, N * H, dh0); else std::fill_n(dh0, N * H, Scalar(0));
 
   // dL/dhm = d_hp w_hh (reset after); reset before: d(r * hm) = d_hp_n w_hn and d_hp_rz w_hrz. The weights
-  // packed once for all steps and threads.
-  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, H, after ? G : 2 * H, H, true);
-  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after ? 0 : H, H, H, true);
+  // packed once for all steps and threads; one sequence over a few steps uses them as they are (matrix-vector
+  // products, as the forward: sequence_internal.h).
+  const bool unpacked = detail::unpacked_recurrence(dims.steps, N);
+  const Index hh_rows = after ? G : 2 * H;
+  const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, unpacked ? 0 : H, hh_rows, H, true);
+  const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after || unpacked ? 0 : H, H, H, true);
+  // out = d w over the first `rows` rows of w_hh starting at row `row0`: one row when unpacked (n == 1).
+  auto times = [&](const detail::RecurrentWeights<Scalar>& packed, Index row0, Index rows, Index n,
+                   const Scalar* d, Scalar* out, Scalar* scratch) {
+    if (unpacked) detail::row_times_w(rows, H, weights.w_hh + row0 * H, d, out);
+    else packed.multiply(n, d, G, out, H, scratch);
+  };
 
   // The recurrence of sequences [first, first + count), the forward's steps in the opposite order.
   auto recur = [&](Index first, Index count) {
@@ -100,10 +109,10 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
       }
 
       if (after) {
-        w_hh.multiply(n, d_hp_t, G, d_prev.data(), H, pack_ws.data());
+        times(w_hh, 0, hh_rows, n, d_hp_t, d_prev.data(), pack_ws.data());
       } else {
         // d(r * hm) = dn_pre w_hn; then r's gradient, and the r * hm the forward's product read.
-        w_hn.multiply(n, d_hp_t + 2 * H, G, d_rh.data(), H, pack_ws.data());
+        times(w_hn, 2 * H, H, n, d_hp_t + 2 * H, d_rh.data(), pack_ws.data());
         for (Index r = 0; r < n; ++r) {
           const ConstArrayMap<Scalar> gr(gates_t + r * G, H), hm(hm_t + r * H, H), drh(d_rh.data() + r * H, H);
           ArrayMap<Scalar> dgr(d_gates_t + r * G, H);
@@ -111,7 +120,7 @@ void gru_backward(const GruDims& dims, const GruWeights<Scalar>& weights, const 
           ArrayMap<Scalar>(d_hp_t + r * G, H) = dgr;
           ArrayMap<Scalar>(rh_all.data() + (st.offset + r) * H, H) = gr * hm;
         }
-        w_hh.multiply(n, d_hp_t, G, d_prev.data(), H, pack_ws.data());
+        times(w_hh, 0, hh_rows, n, d_hp_t, d_prev.data(), pack_ws.data());
         for (Index r = 0; r < n; ++r)
           ArrayMap<Scalar>(d_prev.data() + r * H, H) +=
               ConstArrayMap<Scalar>(d_rh.data() + r * H, H) * ConstArrayMap<Scalar>(gates_t + r * G, H);
