@@ -30,12 +30,13 @@ SHAPES = {
     "s4": (50, 128, 1024, 1024),
     "s5": (1000, 1, 64, 64),
     "cell": (1, 1, 128, 128),
+    "step": (1, 1, 128, 128),  # a whole layer over one step (a stream fed a step at a time), not the cell
 }
 # Variants and the shapes they run on by default (PyTorch leaves oneDNN for gru, proj and ragged: s3/s4
 # would take minutes there; ragged needs a batch).
 VARIANT_SHAPES = {
-    "lstm": ["s1", "s2", "s3", "s4", "s5"],
-    "gru": ["s1", "s2", "s5"],
+    "lstm": ["s1", "s2", "s3", "s4", "s5", "step"],
+    "gru": ["s1", "s2", "s5", "step"],
     "proj": ["s1", "s2", "s5"],
     "bidir": ["s1", "s2", "s5"],
     "ragged": ["s2"],

@@ -6,7 +6,8 @@
     python bench/compare.py --shapes s1,s5 --threads 1 --repeats 5
     python bench/compare.py --write BENCHMARKS.md    # also write the tables into that file
 
-Cases: the performance issue's grid ``s1``..``s5`` and ``cell`` (an ``LSTMCell`` step) for the LSTM, plus
+Cases: the performance issue's grid ``s1``..``s5`` and ``cell`` (an ``LSTMCell`` step) for the LSTM, ``step``
+(the ``cell``'s shape through a whole layer: ``T = 1``, a stream fed a step at a time) for LSTM and GRU, plus
 variants on some shapes: ``gru``, ``proj`` (``proj_size = H/2``), ``bidir`` and ``ragged`` (unsorted variable
 lengths: lstm_ext's ``lengths=`` against torch's ``pack_padded_sequence(enforce_sorted=False)`` and ONNX's
 ``sequence_lens``). Modes: ``fwd`` (inference) and ``train`` (training forward + backward for a given
