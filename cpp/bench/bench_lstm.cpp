@@ -89,11 +89,11 @@ void BM_Backward(benchmark::State& state) {
 }
 
 // The performance grid: s1 (100,1,128,128), s2 (100,32,256,256), s3 (100,64,512,512), s5 (1000,1,64,64),
-// and one cell step (1,1,128,128).
+// one cell step (1,1,128,128), and a short sequence (8,1,256,256): the last two take the unpacked path.
 void grid(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "N", "I", "H"});
   b->Args({100, 1, 128, 128})->Args({100, 32, 256, 256})->Args({100, 64, 512, 512});
-  b->Args({1000, 1, 64, 64})->Args({1, 1, 128, 128});
+  b->Args({1000, 1, 64, 64})->Args({1, 1, 128, 128})->Args({8, 1, 256, 256});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

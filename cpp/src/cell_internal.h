@@ -22,7 +22,7 @@ inline std::string cell_dims_string(const CellDims& d) {
 template <typename Scalar>
 void check_cell(const char* where, const CellDims& d, const CellWeights<Scalar>& w, Index gates) {
   require(d.batch >= 1 && d.input >= 1 && d.hidden >= 1, where,
-          "all dimensions must be >= 1, got " + cell_dims_string(d));
+          [&] { return "all dimensions must be >= 1, got " + cell_dims_string(d); });
   checked_product(where, {d.batch, gates, d.hidden});
   checked_product(where, {d.batch, d.input});
   checked_product(where, {gates, d.hidden, d.input});

@@ -17,6 +17,7 @@
 #include "lstm_ext/lstm.h"
 #include "activations_internal.h"
 #include "sequence_internal.h"
+#include "transpose_internal.h"
 
 #include <algorithm>
 
@@ -47,12 +48,12 @@ class FusedRecurrence {
   FusedRecurrence(const float* w, Index hidden, Index k, Index u0, Index u1)
       : hidden_(hidden), k_(k), u0_(u0), u1_(u1), blocks_((u1 - u0 + kWidth - 1) / kWidth) {
     packed_.setZero(blocks_ * k_ * kGates * kWidth);  // padding units: zero weights
+    // Block b, gate q: the rows of its units, transposed into k-major packets kGates packets apart.
     for (Index q = 0; q < kGates; ++q) {
-      for (Index unit = u0_; unit < u1_; ++unit) {
-        const float* src = w + (q * hidden_ + unit) * k_;  // read each row of w in order
-        const Index b = (unit - u0_) / kWidth, j = (unit - u0_) % kWidth;
-        float* dst = packed_.data() + (b * k_ * kGates + q) * kWidth + j;
-        for (Index kk = 0; kk < k_; ++kk) dst[kk * kGates * kWidth] = src[kk];
+      for (Index b = 0; b < blocks_; ++b) {
+        const Index unit = u0_ + b * kWidth, units = std::min(kWidth, u1_ - unit);
+        transpose_copy(units, k_, w + (q * hidden_ + unit) * k_, k_, packed_.data() + (b * k_ * kGates + q) * kWidth,
+                       kGates * kWidth);
       }
     }
   }

@@ -18,7 +18,7 @@ inline std::string dims_string(const SequenceDims& d) {
 // Every size >= 1 (P >= 0) and every buffer size representable: T*N*G and T*N*I must not overflow Index.
 inline void check_dims(const char* where, const SequenceDims& d, Index gates) {
   require(d.steps >= 1 && d.batch >= 1 && d.input >= 1 && d.hidden >= 1 && d.proj >= 0, where,
-          "all dimensions must be >= 1, got " + dims_string(d));
+          [&] { return "all dimensions must be >= 1, got " + dims_string(d); });
   const Index out = d.proj > 0 ? d.proj : d.hidden;
   checked_product(where, {d.steps, d.batch, gates, d.hidden});
   checked_product(where, {d.steps, d.batch, d.input});

@@ -21,6 +21,7 @@
 #include "activations_internal.h"
 #include "packed_gemm_internal.h"
 #include "sequence_internal.h"
+#include "transpose_internal.h"
 
 #include <Eigen/Core>
 
@@ -72,11 +73,8 @@ class PanelWeights {
       float* dst = data_ + p * k_ * kPanel;
       if (transposed) {  // row kk of the panel is a piece of row kk of w
         for (Index kk = 0; kk < k_; ++kk) std::copy_n(w + kk * ldw + c0, cols, dst + kk * kPanel);
-      } else {  // column c of the panel is a piece of row c0 + c of w, read in order
-        for (Index c = 0; c < cols; ++c) {
-          const float* src = w + (c0 + c) * ldw;
-          for (Index kk = 0; kk < k_; ++kk) dst[kk * kPanel + c] = src[kk];
-        }
+      } else {  // column c of the panel is a piece of row c0 + c of w
+        transpose_copy(cols, k_, w + c0 * ldw, ldw, dst, kPanel);
       }
       if (cols < kPanel)
         for (Index kk = 0; kk < k_; ++kk) std::fill(dst + kk * kPanel + cols, dst + (kk + 1) * kPanel, 0.0f);

@@ -11,14 +11,15 @@
 namespace lstm_ext::detail {
 
 inline void check_stack_dims(const char* where, const StackDims& d, Index gates) {
-  require(d.layers >= 1, where, "layers must be >= 1, got " + std::to_string(d.layers));
+  require(d.layers >= 1, where, [&] { return "layers must be >= 1, got " + std::to_string(d.layers); });
   require(d.directions == 1 || d.directions == 2, where,
-          "directions must be 1 or 2, got " + std::to_string(d.directions));
+          [&] { return "directions must be 1 or 2, got " + std::to_string(d.directions); });
   require(!(d.reverse && d.directions == 2), where, "reverse (go_backwards) needs directions == 1");
   require(d.proj >= 0, where, "proj must be >= 0");
   const Index out = d.proj > 0 ? d.proj : d.hidden;
-  require(d.hidden >= 1 && d.input >= 1, where,
-          "all dimensions must be >= 1, got I=" + std::to_string(d.input) + ", H=" + std::to_string(d.hidden));
+  require(d.hidden >= 1 && d.input >= 1, where, [&] {
+    return "all dimensions must be >= 1, got I=" + std::to_string(d.input) + ", H=" + std::to_string(d.hidden);
+  });
   const Index rows = sequence_rows(where, d.steps, d.batch, d.batch_sizes);
   checked_product(where, {d.layers, d.directions, rows, gates, d.hidden});
   checked_product(where, {d.layers, rows, d.directions, out});

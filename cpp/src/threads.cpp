@@ -36,7 +36,7 @@ int default_num_threads() {
 }
 
 void set_num_threads(int n) {
-  require(n >= 1, "set_num_threads", "n must be >= 1, got " + std::to_string(n));
+  require(n >= 1, "set_num_threads", [&] { return "n must be >= 1, got " + std::to_string(n); });
   g_num_threads.store(n);
   // Eigen's own default is OMP_NUM_THREADS; ours is the CPU count, so Eigen is always told explicitly.
   Eigen::setNbThreads(n);

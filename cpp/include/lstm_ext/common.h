@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace lstm_ext {
 
@@ -35,9 +36,23 @@ using RowVectorMap = Eigen::Map<Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>;
 template <typename Scalar>
 using ConstRowVectorMap = Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>;
 
-// Throws std::invalid_argument("[where] what") when `ok` is false. The binding layer turns it into ValueError.
+// Throws std::invalid_argument("[where] what"). The binding layer turns it into ValueError.
+[[noreturn]] inline void fail(const char* where, const std::string& what) {
+  throw std::invalid_argument(std::string("[") + where + "] " + what);
+}
+
+// fail(where, what) when `ok` is false. Every call checks its preconditions, so a check that passes must cost
+// nothing: a literal message stays a pointer (a std::string of it would be a heap allocation per check), and a
+// message with numbers in it is a callable returning the string, run only on failure.
+inline void require(bool ok, const char* where, const char* what) {
+  if (!ok) fail(where, what);
+}
 inline void require(bool ok, const char* where, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string("[") + where + "] " + what);
+  if (!ok) fail(where, what);
+}
+template <typename Message, typename = std::enable_if_t<std::is_invocable_r_v<std::string, Message&>>>
+void require(bool ok, const char* where, Message&& what) {
+  if (!ok) fail(where, what());
 }
 
 // Product of non-negative sizes, or throws when it does not fit in Index (so buffer sizes never wrap).
@@ -45,8 +60,7 @@ inline Index checked_product(const char* where, std::initializer_list<Index> siz
   Index total = 1;
   for (Index s : sizes) {
     require(s >= 0, where, "negative size");
-    if (s != 0 && total > std::numeric_limits<Index>::max() / s)
-      throw std::invalid_argument(std::string("[") + where + "] sizes overflow a 64-bit index");
+    if (s != 0 && total > std::numeric_limits<Index>::max() / s) fail(where, "sizes overflow a 64-bit index");
     total *= s;
   }
   return total;
