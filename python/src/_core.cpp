@@ -151,18 +151,19 @@ StackShape stack_shape(const Array<Scalar>& x, const Sizes& batch_sizes, const A
   return s;
 }
 
-template <typename Scalar>
-void expect_list(const char* name, const ArrayList<Scalar>& list, const StackShape& s,
-                 const std::function<std::vector<Index>(Index)>& shape_of) {
+// shape_of(k): the shape array k must have (a std::vector). The element's name ("w_ih[1]") is built only
+// for an error: these checks run on every call.
+template <typename Scalar, typename ShapeOf>
+void expect_list(const char* name, const ArrayList<Scalar>& list, const StackShape& s, ShapeOf&& shape_of) {
   if (list.size() != static_cast<size_t>(s.count()))
     throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(s.count()) + " arrays, got " +
                                 std::to_string(list.size()));
   for (Index k = 0; k < s.count(); ++k) {
     const std::vector<Index> want = shape_of(k);
-    const std::string at = std::string(name) + "[" + std::to_string(k) + "]";
     bool ok = list[k].ndim() == static_cast<py::ssize_t>(want.size());
     for (size_t i = 0; ok && i < want.size(); ++i) ok = list[k].shape(i) == want[i];
     if (!ok) {
+      const std::string at = std::string(name) + "[" + std::to_string(k) + "]";
       std::string w = "(";
       for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
       throw std::invalid_argument(at + ": expected shape " + w + (want.size() == 1 ? ",)" : ")") + ", got " +
