@@ -19,6 +19,7 @@ CASES = [
     (75, 16, 24, 0, True, True),
     (50, 40, 20, 7, True, False),
     (31, 40, 20, 0, False, True),
+    (513, 1, 24, 0, False, False),  # one sequence: chunks of 512 steps, the last of a single row
 ]
 IDS = [f"T{t}-N{n}-H{h}{f'-proj{p}' if p else ''}{'-bidir' if b else ''}{'-ragged' if r else ''}"
        for t, n, h, p, b, r in CASES]

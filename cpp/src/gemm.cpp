@@ -109,21 +109,18 @@ void gemm_eigen(bool trans_a, bool trans_b, Index m, Index n, Index k, const Sca
   else eigen_product<Scalar>(a_map, b_map, accumulate, c, m, n, ldc);
 }
 
-// A product too thin for a GEMM kernel, which packs its operands and runs tiles over k: one row or column of
-// c (one sequence over one step: dx, dh0) is a matrix-vector product, and a depth of a few rows (that
-// sequence's weight gradients over a few steps) rank-k updates of c's rows, where the product would run on
-// one thread anyway. At T = 1, N = 1, I = H = 128 the LSTM backward's three products took 25 of its 35 us in
-// the packed kernel. Every backend, one thread: the same bits whatever the backend or thread count. Returns
-// false when the product is not thin.
+// A product of a depth too small for a GEMM kernel, which packs its operands and runs tiles over k: a few rows
+// (the weight gradients of one sequence over a few steps) are rank-k updates of c's rows, where the product
+// would run on one thread anyway. At T = 1, N = 1, I = H = 128 the LSTM backward's two weight gradients took
+// 20 of its 35 us in the packed kernel. Every backend, one thread: the same bits whatever the backend or
+// thread count. (A single row of c is left to the kernels: the native kernel's rows do not depend on the rows
+// computed with them, which chunked inference relies on; callers with one row use row_times_w/row_times_wt.)
+// Returns false when the product is not thin.
 constexpr Index kThinDepth = 8;
 
 template <typename Scalar>
 bool thin_product(bool trans_a, bool trans_b, Index m, Index n, Index k, const Scalar* a, Index lda, const Scalar* b,
                   Index ldb, bool accumulate, Scalar* c, Index ldc) {
-  if (m == 1 || n == 1) {
-    gemm_eigen(trans_a, trans_b, m, n, k, a, lda, b, ldb, accumulate, c, ldc);  // Eigen's matrix-vector kernels
-    return true;
-  }
   if (k > kThinDepth || trans_b || double(m) * double(n) * double(k) >= 2 * kMinWorkPerThread) return false;
   using Row = Eigen::Map<Eigen::Array<Scalar, 1, Eigen::Dynamic>>;
   using ConstRow = Eigen::Map<const Eigen::Array<Scalar, 1, Eigen::Dynamic>>;
@@ -304,7 +301,7 @@ void SharedRhs<Scalar>::product(bool trans_a, Index m, const Scalar* a, Index ld
     if (packed_ != nullptr && m > 0) {
       require(lda >= std::max<Index>(1, trans_a ? m : k_) && ldc >= std::max<Index>(1, n_), "SharedRhs::product",
               "a leading dimension is smaller than its row");
-      // The bits gemm gives: its thin products do not read the packed copy.
+      // The bits gemm gives: its thin products (trans_b false, k <= 8) do not read the packed copy.
       if (thin_product(trans_a, trans_b_, m, n_, k_, a, lda, b_, ldb_, accumulate, c, ldc)) return;
       ensure_threads_initialised();
       gemm_native(trans_a, trans_b_, m, n_, k_, a, lda, nullptr, ldb_, accumulate, c, ldc, *packed_);

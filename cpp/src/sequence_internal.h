@@ -52,11 +52,14 @@ void row_times_wt(Index g, Index k, const Scalar* w, const Scalar* v, bool accum
   else o.noalias() = ConstMatrixMap<Scalar>(w, g, k) * Eigen::Map<const Vector>(v, k);
 }
 
-// out[k] = sum_g v[g] w[g, k]: one row times w, w row-major [g, k] as stored (the backward's products).
+// out[k] (+)= sum_g v[g] w[g, k]: one row times w, w row-major [g, k] as stored (the backward's products).
 template <typename Scalar>
-void row_times_w(Index g, Index k, const Scalar* w, const Scalar* v, Scalar* out) {
+void row_times_w(Index g, Index k, const Scalar* w, const Scalar* v, Scalar* out, bool accumulate = false) {
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  Eigen::Map<Vector>(out, k).noalias() = ConstMatrixMap<Scalar>(w, g, k).transpose() * Eigen::Map<const Vector>(v, g);
+  Eigen::Map<Vector> o(out, k);
+  const auto product = ConstMatrixMap<Scalar>(w, g, k).transpose() * Eigen::Map<const Vector>(v, g);
+  if (accumulate) o.noalias() += product;
+  else o.noalias() = product;
 }
 
 // One step of a direction, in processing order.
@@ -206,12 +209,18 @@ void input_side_backward(const Schedule& sched, Index input, Index gates, const 
                          Scalar* dw_ih, Scalar* db) {
   const Index R = sched.rows();
   const ConstMatrixMap<Scalar> all_d_gates(d_gates, R, gates);
+  // dx (+)= d_gates w_ih; one row (one sequence over one step): a matrix-vector product on w_ih as it is, where
+  // the GEMM kernel would pack all of w_ih first.
+  auto times_w_ih = [&](bool accumulate, Scalar* out) {
+    if (R == 1) row_times_w(gates, input, w_ih, d_gates, out, accumulate);
+    else gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, accumulate, out, input);
+  };
   if (input_mask == nullptr) {
-    gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, accumulate_dx, dx, input);
+    times_w_ih(accumulate_dx, dx);
     gemm(true, false, gates, input, R, d_gates, gates, x, input, false, dw_ih, input);
   } else {
     Workspace<Scalar> ws(R * input);
-    gemm(false, false, R, input, gates, d_gates, gates, w_ih, input, false, ws.data(), input);
+    times_w_ih(false, ws.data());
     mask_rows(sched, input, ws.data(), input_mask, ws.data());
     MatrixMap<Scalar> dx_map(dx, R, input);
     const ConstMatrixMap<Scalar> ws_map(ws.data(), R, input);
