@@ -182,3 +182,66 @@ def test_unit_split_agrees_with_one_thread_to_rounding(restore_num_threads, dtyp
     tol = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}[dtype]
     for a, b in zip(two, one):
         np.testing.assert_allclose(a, b, **tol)
+
+
+# -- the projection ahead: a time loop on one thread (fewer than 16 sequences, fewer than 256 units) has the second
+# thread project chunks of steps ahead of it (cpp/src/parallel_internal.h, run_ahead). The chunks are 16 rows,
+# so T = 67 at N = 1 makes 5 chunks with a last one of 3 rows; N = 5 makes chunks of 3 steps.
+AHEAD_CASES = [
+    # (batch, ragged, go_backwards, proj, input_dropout, training)
+    (1, False, False, 0, 0.0, False),
+    (1, False, False, 0, 0.0, True),
+    (5, True, False, 0, 0.0, True),
+    (3, False, True, 0, 0.0, False),
+    (2, True, True, 4, 0.0, True),
+    (4, False, False, 0, 0.3, True),
+]
+AHEAD_IDS = [f"N{n}{'-ragged' if r else ''}{'-backwards' if b else ''}{f'-proj{p}' if p else ''}"
+             f"{'-dropout' if d else ''}-{'train' if t else 'infer'}" for n, r, b, p, d, t in AHEAD_CASES]
+
+
+def ahead_run(threads: int, dtype, batch: int, ragged: bool, go_backwards: bool, proj: int, input_dropout: float,
+              training: bool):
+    lstm_ext.set_num_threads(threads)
+    rng = np.random.default_rng(5)
+    steps, hidden = 67, 24
+    layer = lstm_ext.LSTM(6, hidden, proj_size=proj, go_backwards=go_backwards, input_dropout=input_dropout,
+                          dtype=dtype, seed=3)
+    x = rng.standard_normal((steps, batch, 6)).astype(dtype)
+    out = proj or hidden
+    states = (0.5 * rng.standard_normal((1, batch, out)).astype(dtype),
+              0.5 * rng.standard_normal((1, batch, hidden)).astype(dtype))
+    lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+    if lengths is not None:
+        lengths[0] = steps
+    y, (h_n, c_n) = layer(x, states, lengths, training=training)
+    got = [y, h_n, c_n]
+    if training:
+        dx, (dh0, dc0) = layer.backward(rng.standard_normal(y.shape).astype(dtype))
+        got += [dx, dh0, dc0] + [g.copy() for g in layer.grads.values()]
+    return layer, x, states, lengths, got
+
+
+@pytest.mark.parametrize(("batch", "ragged", "go_backwards", "proj", "input_dropout", "training"),
+                         [c for c in AHEAD_CASES if c[4] == 0], ids=[i for c, i in zip(AHEAD_CASES, AHEAD_IDS) if c[4] == 0])
+def test_projection_ahead_matches_the_float64_reference(restore_num_threads, batch, ragged, go_backwards, proj,
+                                                        input_dropout, training):
+    layer, x, (h0, c0), lengths, got = ahead_run(2, np.float64, batch, ragged, go_backwards, proj, 0.0, training)
+    y, h_n, c_n, _ = reference_layers.stack_forward("lstm", layer.state_dict(), x, h0, c0, lengths=lengths,
+                                                    proj_size=proj, go_backwards=go_backwards)
+    for name, a, b in zip(["y", "h_n", "c_n"], got[:3], [y, h_n, c_n]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(("batch", "ragged", "go_backwards", "proj", "input_dropout", "training"), AHEAD_CASES,
+                         ids=AHEAD_IDS)
+def test_projection_ahead_gives_the_bits_of_one_thread(restore_num_threads, batch, ragged, go_backwards, proj,
+                                                       input_dropout, training):
+    # float32 on the native kernel: its rows do not depend on the rows computed with them, so projecting in
+    # chunks on another thread changes no bit (dropout masks come from the layer's stream, not the threads).
+    assert lstm_ext.get_gemm_backend() == "native"
+    one = ahead_run(1, np.float32, batch, ragged, go_backwards, proj, input_dropout, training)[-1]
+    for _ in range(3):  # the two threads race differently from call to call
+        two = ahead_run(2, np.float32, batch, ragged, go_backwards, proj, input_dropout, training)[-1]
+        for k, (a, b) in enumerate(zip(two, one)):
+            np.testing.assert_array_equal(a, b, err_msg=f"result {k}")

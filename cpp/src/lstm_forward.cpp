@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <memory>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace lstm_ext {
@@ -216,31 +217,56 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // whole [R, 4H] workspace was 52 MB at s3 (T=100, N=64, H=512) and 105 MB at s4, a fresh mapping per call
   // whose page faults cost 20-25% of the s3 forward (measured: inference 94-100 ms against the training
   // forward's 70-73 ms, which writes into the caller's cache).
-  constexpr Index kChunkRows = 512;
-  const Index chunk = training ? dims.steps : std::max<Index>(1, kChunkRows / N);
+  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
+  // it instead (run_ahead); in inference into a ring of chunks of kAheadRingBytes at least. A ring of 4 chunks
+  // made s5 inference slower (0.65 -> 0.69 ms; all chunks: 0.58): the helper's writes into a chunk the
+  // recurrence had just used took its lines from the other core's cache, then the recurrence took them back.
+  // The native kernel's rows do not depend on the rows computed with them: the chunking changes no bit.
+  constexpr Index kChunkRows = 512, kAheadRows = 16;
+  constexpr Index kAheadRingBytes = Index(8) << 20;
+  // (Only where the ring holds several chunks: at H = 2^20 a chunk would be 256 MB, and a step's work dwarfs
+  // the projection's share anyway.)
+  const bool ahead = !unpacked && 4 * kAheadRows * G * static_cast<Index>(sizeof(Scalar)) <= kAheadRingBytes &&
+                     detail::projection_ahead(detail::batch_slice_parts(N));
+  const Index chunk = ahead ? std::max<Index>(1, kAheadRows / N)
+                            : (training ? dims.steps : std::max<Index>(1, kChunkRows / N));
+  const Index chunks = (dims.steps + chunk - 1) / chunk;
   // The chunks' input projections share w_ih, packed once for all of them.
-  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, (dims.steps + chunk - 1) / chunk);
-  if (!training) {
-    Index most = 0;  // the most rows of any chunk
-    for (Index c0 = 0; c0 < dims.steps; c0 += chunk) {
-      const Index c1 = std::min(dims.steps, c0 + chunk);
-      most = std::max(most, sched.row_of_time(c1) - sched.row_of_time(c0));
-    }
-    gates_ws.resize(most * G);
-    gates_0 = gates_ws.data();
-  }
-  for (s0 = 0; s0 < dims.steps; s0 = s1) {
-    s1 = std::min(dims.steps, s0 + chunk);
-    // Steps [s0, s1) are times [t0, t1) (reversed when layout.reverse): contiguous rows either way.
-    const Index t0 = layout.reverse ? dims.steps - s1 : s0, t1 = layout.reverse ? dims.steps - s0 : s1;
-    row_0 = sched.row_of_time(t0);
-    if (training) gates_0 = gates + row_0 * G;
+  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
+  // Chunk c is steps [c * chunk, ...), times [t0, t1) (reversed when layout.reverse): contiguous rows either way.
+  auto chunk_rows = [&](Index c) {
+    const Index a = c * chunk, b = std::min(dims.steps, a + chunk);
+    const Index t0 = layout.reverse ? dims.steps - b : a, t1 = layout.reverse ? dims.steps - a : b;
+    return std::pair<Index, Index>(sched.row_of_time(t0), sched.row_of_time(t1));
+  };
+  Index most = 0;  // the most rows of any chunk
+  for (Index c = 0; c < chunks; ++c) most = std::max(most, chunk_rows(c).second - chunk_rows(c).first);
+  const Index chunk_bytes = most * G * static_cast<Index>(sizeof(Scalar));
+  const Index window = training ? chunks : (ahead ? std::min(chunks, 1 + kAheadRingBytes / chunk_bytes) : 1);
+  if (!training) gates_ws.resize(window * most * G);
+  auto chunk_gates = [&](Index c, Index r0) { return training ? gates + r0 * G : gates_ws.data() + (c % window) * most * G; };
+  auto project = [&](Index c) {
+    const auto [r0, r1] = chunk_rows(c);
     if (unpacked && R == 1) {  // T = 1, N = 1 (training and inference alike): w_ih as it is
-      detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, gates_0);
+      detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, chunk_gates(c, r0));
     } else {
-      detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, gates_0, row_0, sched.row_of_time(t1));
+      detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, chunk_gates(c, r0), r0, r1);
     }
+  };
+  auto run = [&](Index c) {
+    s0 = c * chunk;
+    s1 = std::min(dims.steps, s0 + chunk);
+    row_0 = chunk_rows(c).first;
+    gates_0 = chunk_gates(c, row_0);
     detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
+  };
+  if (ahead) {
+    detail::run_ahead(chunks, window, project, run);
+  } else {
+    for (Index c = 0; c < chunks; ++c) {
+      project(c);
+      run(c);
+    }
   }
 }
 
