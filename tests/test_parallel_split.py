@@ -245,3 +245,37 @@ def test_projection_ahead_gives_the_bits_of_one_thread(restore_num_threads, batc
         two = ahead_run(2, np.float32, batch, ragged, go_backwards, proj, input_dropout, training)[-1]
         for k, (a, b) in enumerate(zip(two, one)):
             np.testing.assert_array_equal(a, b, err_msg=f"result {k}")
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize(("batch", "ragged", "go_backwards", "training"),
+                         [(1, False, False, True), (5, True, False, False), (3, True, True, True)],
+                         ids=["N1-train", "N5-ragged-infer", "N3-ragged-backwards-train"])
+def test_gru_projection_ahead_gives_the_bits_of_one_thread_and_the_reference(restore_num_threads, reset_after, batch,
+                                                                             ragged, go_backwards, training):
+    def gru_run(threads, dtype):
+        lstm_ext.set_num_threads(threads)
+        rng = np.random.default_rng(6)
+        steps = 67
+        layer = lstm_ext.GRU(6, 24, reset_after=reset_after, go_backwards=go_backwards, dtype=dtype, seed=4)
+        x = rng.standard_normal((steps, batch, 6)).astype(dtype)
+        h0 = (0.5 * rng.standard_normal((1, batch, 24))).astype(dtype)
+        lengths = rng.integers(1, steps + 1, size=batch) if ragged else None
+        if lengths is not None:
+            lengths[0] = steps
+        y, h_n = layer(x, h0, lengths, training=training)
+        got = [y, h_n]
+        if training:
+            dx, dh0 = layer.backward(rng.standard_normal(y.shape).astype(dtype))
+            got += [dx, dh0] + [g.copy() for g in layer.grads.values()]
+        return layer, x, h0, lengths, got
+
+    one = gru_run(1, np.float32)[-1]
+    for _ in range(3):
+        for k, (a, b) in enumerate(zip(gru_run(2, np.float32)[-1], one)):
+            np.testing.assert_array_equal(a, b, err_msg=f"result {k}")
+    layer, x, h0, lengths, got = gru_run(2, np.float64)
+    y, h_n, _, _ = reference_layers.stack_forward("gru", layer.state_dict(), x, h0, lengths=lengths,
+                                                  reset_after=reset_after, go_backwards=go_backwards)
+    np.testing.assert_allclose(got[0], y, rtol=1e-10, atol=1e-12, err_msg="y")
+    np.testing.assert_allclose(got[1], h_n, rtol=1e-10, atol=1e-12, err_msg="h_n")

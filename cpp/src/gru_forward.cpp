@@ -42,7 +42,6 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
 
   detail::Workspace<Scalar> gates_ws(training ? 0 : R * G);
   Scalar* gates = training ? cache.gates : gates_ws.data();
-  detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
 
   // The recurrent weights packed once for all steps and threads (RecurrentWeights, panel_gemm_internal.h):
   // all three blocks (reset after), or r, z and, apart, n (reset before: n's product reads r * hm).
@@ -60,7 +59,9 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   }
   const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after || unpacked ? 0 : H, H, H, false);
 
-  // The recurrence of sequences [first, first + count): per-sequence buffers are offset to the slice.
+  // The recurrence of sequences [first, first + count) over steps [s0, s1): per-sequence buffers are offset to
+  // the slice.
+  Index s0 = 0, s1 = dims.steps;
   auto recur = [&](Index first, Index count) {
     const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * H);
@@ -70,7 +71,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     detail::Workspace<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
     detail::GateScratch<Scalar> scratch(G, H);
 
-    for (Index s = 0; s < slice.steps(); ++s) {
+    for (Index s = s0; s < s1; ++s) {
       const detail::Step st = slice.step(s);
       const Index n = st.rows;
       if (n == 0) continue;
@@ -130,7 +131,33 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
       if (h_n_s != nullptr) detail::copy_rows(n - f, H, y + (st.offset + f) * ldy, ldy, h_n_s + f * H);
     }
   };
-  detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
+
+  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
+  // it (run_ahead, as the LSTM forward), on w_ih packed once for them; otherwise one GEMM over all rows, then the
+  // recurrence. Every row of the pre-activations is kept either way, and the native kernel's rows do not depend
+  // on the rows computed with them: the chunking changes no bit.
+  constexpr Index kAheadRows = 16;
+  const bool ahead = !unpacked && detail::projection_ahead(detail::batch_slice_parts(N));
+  if (!ahead) {
+    detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
+    detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
+    return;
+  }
+  const Index chunk = std::max<Index>(1, kAheadRows / N), chunks = (dims.steps + chunk - 1) / chunk;
+  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
+  auto project = [&](Index c) {
+    // Chunk c is steps [c * chunk, ...), times [t0, t1) (reversed when layout.reverse): contiguous rows.
+    const Index a = c * chunk, b = std::min(dims.steps, a + chunk);
+    const Index t0 = layout.reverse ? dims.steps - b : a, t1 = layout.reverse ? dims.steps - a : b;
+    const Index r0 = sched.row_of_time(t0), r1 = sched.row_of_time(t1);
+    detail::input_projection(sched, I, G, x, w_ih, weights.b_ih, masks.input, gates + r0 * G, r0, r1);
+  };
+  auto run = [&](Index c) {
+    s0 = c * chunk;
+    s1 = std::min(dims.steps, s0 + chunk);
+    recur(0, N);  // the batch split has one part: this thread
+  };
+  detail::run_ahead(chunks, chunks, project, run);
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \
