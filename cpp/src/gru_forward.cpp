@@ -60,16 +60,26 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after || unpacked ? 0 : H, H, H, false);
 
   // The recurrence of sequences [first, first + count) over steps [s0, s1): per-sequence buffers are offset to
-  // the slice.
+  // the slice; its workspaces are the caller's (one set for the whole call with the projection ahead).
   Index s0 = 0, s1 = dims.steps;
-  auto recur = [&](Index first, Index count) {
+  struct SliceBuffers {
+    SliceBuffers(Index hp, Index state, Index rh, Index pack, Index G, Index H)
+        : hp(hp), prev_u(state), prev_m(state), rh(rh), pack(pack), scratch(G, H) {}
+    detail::Workspace<Scalar> hp, prev_u, prev_m, rh, pack;
+    detail::GateScratch<Scalar> scratch;
+  };
+  auto buffers_for = [&](Index count) {
+    return std::make_unique<SliceBuffers>(fuse ? 0 : count * G, count * H, after ? 0 : count * H,
+                                          std::max(w_hh.scratch_size(), w_hn.scratch_size()), G, H);
+  };
+  auto recur = [&](Index first, Index count, SliceBuffers& buffers) {
     const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * H);
     const Scalar* mask_s = detail::offset(masks.recurrent, first * H);
     Scalar* h_n_s = detail::offset(h_n, first * H);
-    detail::Workspace<Scalar> hp(fuse ? 0 : count * G), prev_u(count * H), prev_m(count * H), rh(after ? 0 : count * H);
-    detail::Workspace<Scalar> pack_ws(std::max(w_hh.scratch_size(), w_hn.scratch_size()));
-    detail::GateScratch<Scalar> scratch(G, H);
+    detail::Workspace<Scalar>&hp = buffers.hp, &prev_u = buffers.prev_u, &prev_m = buffers.prev_m, &rh = buffers.rh;
+    detail::Workspace<Scalar>& pack_ws = buffers.pack;
+    detail::GateScratch<Scalar>& scratch = buffers.scratch;
 
     for (Index s = s0; s < s1; ++s) {
       const detail::Step st = slice.step(s);
@@ -140,22 +150,21 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   const bool ahead = !unpacked && detail::projection_ahead(detail::batch_slice_parts(N));
   if (!ahead) {
     detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
-    detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
+    detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes,
+                                 [&](Index first, Index count) { recur(first, count, *buffers_for(count)); });
     return;
   }
   const Index chunk = std::max<Index>(1, kAheadRows / N), chunks = (dims.steps + chunk - 1) / chunk;
   const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
-  auto project = [&](Index c) {
-    // Chunk c is steps [c * chunk, ...), times [t0, t1) (reversed when layout.reverse): contiguous rows.
-    const Index a = c * chunk, b = std::min(dims.steps, a + chunk);
-    const Index t0 = layout.reverse ? dims.steps - b : a, t1 = layout.reverse ? dims.steps - a : b;
-    const Index r0 = sched.row_of_time(t0), r1 = sched.row_of_time(t1);
+  auto project = [&](Index c) {  // chunk c is steps [c * chunk, ...)
+    const auto [r0, r1] = sched.rows_of_steps(c * chunk, std::min(dims.steps, (c + 1) * chunk));
     detail::input_projection(sched, I, G, x, w_ih, weights.b_ih, masks.input, gates + r0 * G, r0, r1);
   };
+  const std::unique_ptr<SliceBuffers> whole_batch = buffers_for(N);
   auto run = [&](Index c) {
     s0 = c * chunk;
     s1 = std::min(dims.steps, s0 + chunk);
-    recur(0, N);  // the batch split has one part: this thread
+    recur(0, N, *whole_batch);  // the batch split has one part: this thread
   };
   detail::run_ahead(chunks, chunks, project, run);
 }

@@ -156,10 +156,19 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, unpacked ? 0 : P, H, H, false);  // empty without one
 
   // The recurrence of sequences [first, first + count) over steps [s0, s1), whose pre-activations start at
-  // gates_0 with the row row_0: per-sequence buffers are offset to the slice.
+  // gates_0 with the row row_0: per-sequence buffers are offset to the slice; its workspaces are the caller's
+  // (one set per slice for the whole call where the slice is the same for every chunk).
   Index s0 = 0, s1 = 0, row_0 = 0;
   Scalar* gates_0 = gates;
-  auto recur = [&](Index first, Index count) {
+  struct SliceBuffers {
+    SliceBuffers(Index full, Index prev, Index pack, Index G, Index H) : full(full), prev(prev), pack(pack), scratch(G, H) {}
+    detail::Workspace<Scalar> full, prev, pack;
+    detail::GateScratch<Scalar> scratch;
+  };
+  auto buffers_for = [&](Index count) {
+    return std::make_unique<SliceBuffers>(P > 0 ? count * H : 0, count * O, std::max(w_hh.scratch_size(), w_hr.scratch_size()), G, H);
+  };
+  auto recur = [&](Index first, Index count, SliceBuffers& buffers) {
     const detail::Schedule slice = sched.slice(kWhere, first, count);
     const Scalar* h0_s = detail::offset(h0, first * O);
     const Scalar* c0_s = detail::offset(c0, first * H);
@@ -167,8 +176,8 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     Scalar* h_n_s = detail::offset(h_n, first * O);
     Scalar* c_n_s = detail::offset(c_n, first * H);
     Scalar* cell_s = training ? nullptr : cell_ws.data() + first * H;
-    detail::Workspace<Scalar> full_ws(P > 0 ? count * H : 0), prev_ws(count * O), pack_ws(std::max(w_hh.scratch_size(), w_hr.scratch_size()));
-    detail::GateScratch<Scalar> scratch(G, H);
+    detail::Workspace<Scalar>&full_ws = buffers.full, &prev_ws = buffers.prev, &pack_ws = buffers.pack;
+    detail::GateScratch<Scalar>& scratch = buffers.scratch;
 
     for (Index s = s0; s < s1; ++s) {
       const detail::Step st = slice.step(s);
@@ -233,14 +242,13 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index chunks = (dims.steps + chunk - 1) / chunk;
   // The chunks' input projections share w_ih, packed once for all of them.
   const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
-  // Chunk c is steps [c * chunk, ...), times [t0, t1) (reversed when layout.reverse): contiguous rows either way.
-  auto chunk_rows = [&](Index c) {
-    const Index a = c * chunk, b = std::min(dims.steps, a + chunk);
-    const Index t0 = layout.reverse ? dims.steps - b : a, t1 = layout.reverse ? dims.steps - a : b;
-    return std::pair<Index, Index>(sched.row_of_time(t0), sched.row_of_time(t1));
-  };
+  // Chunk c is steps [c * chunk, ...).
+  auto chunk_rows = [&](Index c) { return sched.rows_of_steps(c * chunk, std::min(dims.steps, (c + 1) * chunk)); };
   Index most = 0;  // the most rows of any chunk
-  for (Index c = 0; c < chunks; ++c) most = std::max(most, chunk_rows(c).second - chunk_rows(c).first);
+  for (Index c = 0; c < chunks; ++c) {
+    const auto [r0, r1] = chunk_rows(c);
+    most = std::max(most, r1 - r0);
+  }
   const Index chunk_bytes = most * G * static_cast<Index>(sizeof(Scalar));
   const Index window = training ? chunks : (ahead ? std::min(chunks, 1 + kAheadRingBytes / chunk_bytes) : 1);
   if (!training) gates_ws.resize(window * most * G);
@@ -253,12 +261,21 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
       detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, chunk_gates(c, r0), r0, r1);
     }
   };
+  // The projection ahead keeps the time loop on this thread, one slice of the whole batch: its workspaces are
+  // made once (chunks are 16 rows: s5 has 63).
+  const std::unique_ptr<SliceBuffers> whole_batch = ahead ? buffers_for(N) : nullptr;
   auto run = [&](Index c) {
     s0 = c * chunk;
     s1 = std::min(dims.steps, s0 + chunk);
     row_0 = chunk_rows(c).first;
     gates_0 = chunk_gates(c, row_0);
-    detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, recur);
+    if (whole_batch) {
+      recur(0, N, *whole_batch);
+    } else {
+      detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes, [&](Index first, Index count) {
+        recur(first, count, *buffers_for(count));
+      });
+    }
   };
   if (ahead) {
     detail::run_ahead(chunks, window, project, run);

@@ -79,13 +79,15 @@ inline std::vector<Index> slice_bounds(Index batch, Index parts, Index steps, co
   return bounds;
 }
 
-// Runs fn(first, count) on contiguous slices of the batch, one per thread, when threads are available (not
-// already inside a parallel region) and every slice gets at least kMinSliceRows sequences; otherwise
-// fn(0, batch) on the calling thread. Exceptions thrown by fn are rethrown here (the first one).
+// How many slices for_each_batch_slice cuts a batch into: one per thread, each of at least kMinSliceRows
+// sequences, and 1 inside a parallel region.
 inline Index batch_slice_parts(Index batch) {
   return in_parallel_region() ? 1 : std::max<Index>(1, std::min<Index>(get_num_threads(), batch / kMinSliceRows));
 }
 
+// Runs fn(first, count) on contiguous slices of the batch, one per thread, when threads are available (not
+// already inside a parallel region) and every slice gets at least kMinSliceRows sequences; otherwise
+// fn(0, batch) on the calling thread. Exceptions thrown by fn are rethrown here (the first one).
 template <typename Fn>
 void for_each_batch_slice(Index batch, Index steps, const std::int64_t* batch_sizes, Fn&& fn) {
   const Index parts = batch_slice_parts(batch);

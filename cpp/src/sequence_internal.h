@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace lstm_ext::detail {
@@ -109,6 +110,12 @@ class Schedule {
   Index steps() const { return steps_; }
   // The first row of time t (t = steps(): rows()). Whole batch only, as row_in_batch.
   Index row_of_time(Index t) const { return t >= steps_ ? rows_ : offset(t); }
+  // The rows [r0, r1) of processing steps [s0, s1): contiguous in either direction (reversed, they are times
+  // [T - s1, T - s0)). Whole batch only.
+  std::pair<Index, Index> rows_of_steps(Index s0, Index s1) const {
+    return reverse_ ? std::pair<Index, Index>(row_of_time(steps_ - s1), row_of_time(steps_ - s0))
+                    : std::pair<Index, Index>(row_of_time(s0), row_of_time(s1));
+  }
 
   Step step(Index s) const {
     Step st;
