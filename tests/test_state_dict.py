@@ -190,3 +190,27 @@ def test_grads_have_the_state_dict_keys_and_shapes():
         assert list(grads) == list(module.state_dict())
         for name, value in module.state_dict().items():
             assert grads[name].shape == value.shape and grads[name].dtype == value.dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_parameters_and_grads_start_on_a_cache_line_after_init_and_load(rng, dtype):
+    layers = both_kinds(7, 9, dtype=dtype) + [lstm_ext.GRU(7, 9, dtype=dtype), lstm_ext.GRUCell(7, 9, dtype=dtype)]
+    for layer in layers:
+        arrays = list(layer.state_dict().items())
+        for name, array in layer.named_parameters():
+            assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous and array.flags.writeable, name
+        for name, array in layer.grads.items():
+            assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous, name
+        # Loaded from arrays NumPy placed 16 bytes past a line, the layer's copies are aligned again and equal.
+        loaded = {}
+        for name, array in arrays:
+            raw = np.empty(array.size + 16, dtype)
+            shifted = raw[(-raw.ctypes.data % 64) // raw.itemsize + 16 // raw.itemsize:][: array.size]
+            shifted[...] = rng.standard_normal(array.size)
+            loaded[name] = shifted.reshape(array.shape)
+            assert loaded[name].ctypes.data % 64 == 16
+        layer.load_state_dict(loaded)
+        for name, array in layer.named_parameters():
+            assert array.ctypes.data % 64 == 0, name
+            np.testing.assert_array_equal(array, loaded[name])
+            assert not np.shares_memory(array, loaded[name])
