@@ -27,15 +27,24 @@ void gru_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, 
   Scalar* hp = hp_ws.data();
 
   // As gru_forward: the input side with b_ih; hp starts from b_hh and the recurrent product is added to it.
-  detail::product_wt(N, G, I, x, weights.w_ih, pre_ws);
-  MatrixMap<Scalar> hp_map(hp, N, G);
-  if (weights.b_ih != nullptr) {
-    MatrixMap<Scalar>(pre, N, G).rowwise() += ConstRowVectorMap<Scalar>(weights.b_ih, G);
-    hp_map.rowwise() = ConstRowVectorMap<Scalar>(weights.b_hh, G);
+  // The two sides share nothing: two parts (cell_split_sides) for a shape that asks for it.
+  auto side = [&](Index j) {
+    if (j == 0) {
+      detail::product_wt(N, G, I, x, weights.w_ih, pre_ws);
+      if (weights.b_ih != nullptr) MatrixMap<Scalar>(pre, N, G).rowwise() += ConstRowVectorMap<Scalar>(weights.b_ih, G);
+      return;
+    }
+    MatrixMap<Scalar> hp_map(hp, N, G);
+    if (weights.b_hh != nullptr) hp_map.rowwise() = ConstRowVectorMap<Scalar>(weights.b_hh, G);
+    else hp_map.setZero();
+    detail::product_wt_add(N, G, H, h0, weights.w_hh, hp_ws);
+  };
+  if (detail::cell_split_sides(N, G, I, H)) {
+    detail::for_each_part(2, side);
   } else {
-    hp_map.setZero();
+    side(0);
+    side(1);
   }
-  detail::product_wt_add(N, G, H, h0, weights.w_hh, hp_ws);
 
   detail::GateScratch<Scalar> scratch(G, 0);  // the row passes use only its gates part
   for (Index r = 0; r < N; ++r) {
@@ -83,12 +92,12 @@ void gru_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights,
   }
 
   // dL/dh0: through the recurrent product, plus directly through z * h0.
-  detail::backward_products(N, G, H, d_hp, weights.w_hh, h0, accumulate, dh0, grads.dw_hh);
+  detail::cell_backward_products<Scalar>(N, G, {I, d_gates, weights.w_ih, x, dx, grads.dw_ih},
+                                         {H, d_hp, weights.w_hh, h0, dh0, grads.dw_hh}, accumulate);
   for (Index r = 0; r < N; ++r) {
     ArrayMap<Scalar>(dh0 + r * H, H) +=
         ConstArrayMap<Scalar>(dh1 + r * H, H) * ConstArrayMap<Scalar>(gates + r * G + H, H);
   }
-  detail::backward_products(N, G, I, d_gates, weights.w_ih, x, accumulate, dx, grads.dw_ih);
   if (grads.db_ih != nullptr) {
     detail::bias_grad(N, G, d_gates, accumulate, grads.db_ih);
     detail::bias_grad(N, G, d_hp, accumulate, grads.db_hh);

@@ -60,12 +60,25 @@ void lstm_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights,
   detail::Buffer<Scalar> pre(N * G);  // aligned (see cell_internal.h); copied to `gates` when training
 
   // In the sequence kernels' order: input side, bias (b_ih + b_hh first, as the layers sum it), recurrent side.
-  detail::product_wt(N, G, I, x, weights.w_ih, pre);
-  if (weights.b_ih != nullptr) {
-    MatrixMap<Scalar>(pre.data(), N, G).rowwise() +=
-        ConstRowVectorMap<Scalar>(weights.b_ih, G) + ConstRowVectorMap<Scalar>(weights.b_hh, G);
+  auto input_side = [&] {
+    detail::product_wt(N, G, I, x, weights.w_ih, pre);
+    if (weights.b_ih != nullptr) {
+      MatrixMap<Scalar>(pre.data(), N, G).rowwise() +=
+          ConstRowVectorMap<Scalar>(weights.b_ih, G) + ConstRowVectorMap<Scalar>(weights.b_hh, G);
+    }
+  };
+  if (detail::cell_split_sides(N, G, I, H)) {
+    // The recurrent side as a part of its own, into its own buffer, added after.
+    detail::Buffer<Scalar> recurrent(N * G);
+    detail::for_each_part(2, [&](Index j) {
+      if (j == 0) input_side();
+      else detail::product_wt(N, G, H, h0, weights.w_hh, recurrent);
+    });
+    pre += recurrent;
+  } else {
+    input_side();
+    detail::product_wt_add(N, G, H, h0, weights.w_hh, pre);
   }
-  detail::product_wt_add(N, G, H, h0, weights.w_hh, pre);
 
   detail::GateScratch<Scalar> scratch = make_scratch<Scalar>(G, H);
   detail::gate_pass_forward(N, H, pre.data(), c0, c1, h1, H, scratch);
@@ -96,8 +109,8 @@ void lstm_cell_backward(const CellDims& dims, const CellWeights<Scalar>& weights
   detail::gate_pass_backward(N, H, gates, c1.data(), c0, dh1, H, static_cast<const Scalar*>(nullptr), dc0,
                              d_gates.data(), static_cast<Scalar*>(nullptr), scratch);
 
-  detail::backward_products(N, G, I, d_gates.data(), weights.w_ih, x, accumulate, dx, grads.dw_ih);
-  detail::backward_products(N, G, H, d_gates.data(), weights.w_hh, h0, accumulate, dh0, grads.dw_hh);
+  detail::cell_backward_products<Scalar>(N, G, {I, d_gates.data(), weights.w_ih, x, dx, grads.dw_ih},
+                                         {H, d_gates.data(), weights.w_hh, h0, dh0, grads.dw_hh}, accumulate);
   if (grads.db_ih != nullptr) {
     // b_ih and b_hh enter the gates alike: the same gradient for both.
     detail::bias_grad(N, G, d_gates.data(), accumulate, grads.db_ih);

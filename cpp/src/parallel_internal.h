@@ -258,29 +258,37 @@ void run_ahead(Index count, Index window, Produce&& produce, Consume&& consume) 
   if (error) std::rethrow_exception(error);
 }
 
-// Runs fn(0) and fn(1) (the two directions of a bidirectional layer) on two threads when available, else
-// one after the other. Exceptions as above.
+// Runs fn(0), ..., fn(parts - 1) on up to `parts` threads when available (not inside a parallel region), else
+// one after the other on the calling thread; parts spread statically over the threads. Exceptions thrown by fn
+// are rethrown here (the first one).
 template <typename Fn>
-void for_each_direction(Index directions, Fn&& fn) {
-  const bool parallel = directions == 2 && !in_parallel_region() && get_num_threads() >= 2;
-  if (!parallel) {
-    for (Index d = 0; d < directions; ++d) fn(d);
+void for_each_part(Index parts, Fn&& fn) {
+  const Index team = in_parallel_region() ? 1 : std::min<Index>(parts, get_num_threads());
+  if (team <= 1) {
+    for (Index j = 0; j < parts; ++j) fn(j);
     return;
   }
   std::exception_ptr error;
   std::mutex error_mutex;
 #if defined(_OPENMP)
-#pragma omp parallel for num_threads(2) schedule(static, 1)
+#pragma omp parallel for num_threads(static_cast<int>(team)) schedule(static)
 #endif
-  for (Index d = 0; d < 2; ++d) {
+  for (Index j = 0; j < parts; ++j) {
     try {
-      fn(d);
+      fn(j);
     } catch (...) {
       const std::lock_guard<std::mutex> lock(error_mutex);
       if (!error) error = std::current_exception();
     }
   }
   if (error) std::rethrow_exception(error);
+}
+
+// Runs fn(0) and fn(1) (the two directions of a bidirectional layer) on two threads when available, else
+// one after the other.
+template <typename Fn>
+void for_each_direction(Index directions, Fn&& fn) {
+  for_each_part(directions, fn);
 }
 
 }  // namespace lstm_ext::detail
