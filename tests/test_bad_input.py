@@ -316,6 +316,17 @@ def test_cell_wrong_shape_of_dh1_and_dc1_names_argument_and_shapes():
         cell.backward(np.zeros((2, 7)), np.zeros(7))
 
 
+def test_gru_cell_wrong_shape_or_dtype_of_hx_gets_the_general_paths_message():
+    # A cell first hands ndarrays to the core as they are; what the core refuses is then checked again by the
+    # general path, whose messages name the argument as the layer calls it.
+    cell = lstm_ext.GRUCell(4, 7, dtype=np.float64, seed=0)
+    with pytest.raises(ValueError, match=shape_error("hx", "(2, 7)", (3, 7))):
+        cell(np.zeros((2, 4)), np.zeros((3, 7)))
+    with pytest.raises(TypeError, match=r"hx") as excinfo:
+        cell(np.zeros((2, 4)), np.zeros((2, 7), np.float16))
+    assert "float16" in str(excinfo.value)
+
+
 def test_cell_x_of_another_dtype_is_a_type_error():
     with pytest.raises(TypeError, match=r"x") as excinfo:
         lstm_ext.LSTMCell(4, 7, dtype=np.float32)(np.zeros((2, 4)))

@@ -2,9 +2,11 @@
 """What ``LSTMCell`` and ``GRUCell`` share: one step through the core's cell kernels, with a fast path.
 
 A cell is called once per step from a Python loop, so what each call costs around the kernel matters as much
-as the kernel (at ``I = H = 128``, N = 1 the arithmetic is a few microseconds). Inputs that can go to the core
-as they are (``ready``) skip the general checks and conversions; anything else takes them (so every error and
-its message is the general path's), and then the same kernel. The layers' ``_tape`` of a cell step is a
+as the kernel (at ``I = H = 128``, N = 1 the arithmetic is a few microseconds). A forward first hands its
+arrays to the core as they are: the core checks every one (dtype, contiguity, alignment, the shapes against
+each other and the weights) before any work, and raises TypeError or ValueError. Then, and for anything else,
+the general path checks and converts (so every error and its message is the general path's) and runs the same
+kernel. A backward's gradient goes as it is when ``ready``. The layers' ``_tape`` of a cell step is a
 ``CellTape``; nothing besides it is kept between calls except a read-only zeros buffer for an omitted state.
 """
 
@@ -48,17 +50,18 @@ class CellSteps:
     hidden_size: int
     _zeros_state: Optional[np.ndarray] = None
 
-    def _ready_state_shape(self, x: Any) -> Optional[Tuple[int, ...]]:
-        """The states' shape for an ``x`` that may take the fast path, else None (the general path decides)."""
-        if type(x) is not _ndarray or x.dtype is not self.dtype or not x.flags.carray:
-            return None
-        shape = x.shape
-        if len(shape) == 2:
-            if shape[1] == self.input_size and shape[0] > 0:
-                return (shape[0], self.hidden_size)
-        elif len(shape) == 1 and shape[0] == self.input_size:
-            return (self.hidden_size,)
-        return None
+    def _direct_states(self, x: Any, hx: Any, count: int) -> Tuple[Any, ...]:
+        """The ``count`` states to try the core with as they are: ``hx`` itself (for the LSTM a tuple of two),
+        or zeros shaped after ``x`` when omitted. TypeError when ``x`` is no ndarray or ``hx`` not of that form."""
+        if type(x) is not _ndarray:
+            raise TypeError("x: not an ndarray")
+        if hx is None:
+            return (self._zeros(x.shape[:-1] + (self.hidden_size,)),) * count
+        if count == 1:
+            return (hx,)
+        if type(hx) is not tuple or len(hx) != count:
+            raise TypeError("hx: not a tuple")
+        return hx
 
     def _zeros(self, shape: Tuple[int, ...]) -> np.ndarray:
         """Read-only zeros of ``shape`` for an omitted state, kept for the last shape asked for (the core only

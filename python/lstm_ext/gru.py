@@ -201,18 +201,16 @@ class GRUCell(CellSteps, _GruCore):
         mode = self.training if training is None else bool(training)
         if not self.reset_after:
             return self._sequence_step(x, hx, mode)
-        shape = self._ready_state_shape(x)
-        if shape is not None and hx is None:
-            h = self._zeros(shape)
-        elif shape is not None and ready(hx, self.dtype, shape):
-            h = hx
-        else:
+        p = self._params
+        weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        try:
+            (h,) = self._direct_states(x, hx, 1)
+            h1, tape = _core.gru_cell_forward(x, h, *weights, mode)
+        except (TypeError, ValueError):
             x, shape = self._checked_x(x)
             h = self._zeros(shape) if hx is None else self._checked_state("hx", hx, shape)
-        p = self._params
-        w_ih, w_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
-        h1, tape = _core.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, mode)
-        self._tape = None if tape is None else CellTape(tape, w_ih, w_hh, b_ih, b_hh, shape)
+            h1, tape = _core.gru_cell_forward(x, h, *weights, mode)
+        self._tape = None if tape is None else CellTape(tape, *weights, h1.shape)
         return h1
 
     forward = __call__

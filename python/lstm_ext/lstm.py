@@ -278,22 +278,19 @@ class LSTMCell(CellSteps, _LstmCore):
         A training step keeps the gates ``(N, 4H)`` and copies of ``x``, ``h0``, ``c0`` for :meth:`backward`.
         Arrays of the layer's dtype, C-contiguous, aligned and writeable go to the core without any conversion.
         """
-        shape = self._ready_state_shape(x)
-        if shape is not None and hx is None:
-            h = c = self._zeros(shape)
-        elif shape is not None and type(hx) is tuple and len(hx) == 2 and ready(hx[0], self.dtype, shape) \
-                and ready(hx[1], self.dtype, shape):
-            h, c = hx
-        else:
+        p = self._params
+        weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+        mode = self.training if training is None else bool(training)
+        try:
+            h, c = self._direct_states(x, hx, 2)
+            h1, c1, tape = _core.lstm_cell_forward(x, h, c, *weights, mode)
+        except (TypeError, ValueError):
             x, shape = self._checked_x(x)
             h_user, c_user = (None, None) if hx is None else check_pair("hx", hx)
             h = self._zeros(shape) if h_user is None else self._checked_state("hx[0] (h0)", h_user, shape)
             c = self._zeros(shape) if c_user is None else self._checked_state("hx[1] (c0)", c_user, shape)
-        p = self._params
-        w_ih, w_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
-        h1, c1, tape = _core.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh,
-                                               self.training if training is None else bool(training))
-        self._tape = None if tape is None else CellTape(tape, w_ih, w_hh, b_ih, b_hh, shape)
+            h1, c1, tape = _core.lstm_cell_forward(x, h, c, *weights, mode)
+        self._tape = None if tape is None else CellTape(tape, *weights, h1.shape)
         return h1, c1
 
     forward = __call__
