@@ -89,11 +89,13 @@ void BM_Backward(benchmark::State& state) {
 }
 
 // The performance grid: s1 (100,1,128,128), s2 (100,32,256,256), s3 (100,64,512,512), s5 (1000,1,64,64),
-// one cell step (1,1,128,128), and a short sequence (8,1,256,256): the last two take the unpacked path.
+// one cell step (1,1,128,128), and a short sequence (8,1,256,256): the last two take the unpacked path; and
+// two batches too small for the batch split that split each step's units instead (parallel_internal.h).
 void grid(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "N", "I", "H"});
   b->Args({100, 1, 128, 128})->Args({100, 32, 256, 256})->Args({100, 64, 512, 512});
   b->Args({1000, 1, 64, 64})->Args({1, 1, 128, 128})->Args({8, 1, 256, 256});
+  b->Args({100, 1, 256, 256})->Args({100, 4, 512, 512});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
