@@ -276,7 +276,7 @@ class LSTMCell(CellSteps, _LstmCore):
         Notes
         -----
         A training step keeps the gates ``(N, 4H)`` and copies of ``x``, ``h0``, ``c0`` for :meth:`backward`.
-        Arrays of the layer's dtype, C-contiguous, aligned and writeable go to the core without any conversion.
+        Arrays of the layer's dtype, C-contiguous and aligned go to the core without any conversion.
         """
         p = self._params
         weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
