@@ -127,6 +127,18 @@ inline bool cell_split_sides(Index n, Index g, Index input, Index hidden) {
   return n <= kMaxSplitCellRows && g * std::min(input, hidden) >= kMinSplitCellSideWeights;
 }
 
+// Runs side(0) (the input side) and side(1) (the recurrent side) of a cell step: as two parts when `split`
+// (cell_split_sides), else one after the other on this thread, never forking.
+template <typename Fn>
+void for_each_cell_side(bool split, Fn&& side) {
+  if (split) {
+    for_each_part(2, side);
+    return;
+  }
+  side(0);
+  side(1);
+}
+
 // One side of a cell's backward: the product with w [G, K] of the step's input a [N, K], its gradients d [N, G].
 template <typename Scalar>
 struct CellProductSide {
@@ -146,12 +158,8 @@ void cell_backward_products(Index n, Index g, const CellProductSide<Scalar>& inp
   auto side = [&](const CellProductSide<Scalar>& s) {
     backward_products(n, g, s.k, s.d, s.w, s.a, accumulate, s.out, s.dw);
   };
-  if (cell_split_sides(n, g, input.k, recurrent.k)) {
-    for_each_part(2, [&](Index j) { side(j == 0 ? input : recurrent); });
-  } else {
-    side(input);
-    side(recurrent);
-  }
+  for_each_cell_side(cell_split_sides(n, g, input.k, recurrent.k),
+                     [&](Index j) { side(j == 0 ? input : recurrent); });
 }
 
 }  // namespace lstm_ext::detail

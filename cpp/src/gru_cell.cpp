@@ -39,12 +39,7 @@ void gru_cell_forward(const CellDims& dims, const CellWeights<Scalar>& weights, 
     else hp_map.setZero();
     detail::product_wt_add(N, G, H, h0, weights.w_hh, hp_ws);
   };
-  if (detail::cell_split_sides(N, G, I, H)) {
-    detail::for_each_part(2, side);
-  } else {
-    side(0);
-    side(1);
-  }
+  detail::for_each_cell_side(detail::cell_split_sides(N, G, I, H), side);
 
   detail::GateScratch<Scalar> scratch(G, 0);  // the row passes use only its gates part
   for (Index r = 0; r < N; ++r) {
