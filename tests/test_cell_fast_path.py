@@ -76,14 +76,15 @@ def test_a_cell_step_equals_the_sequence_layer_over_one_step(rng, kind, batch, d
     hx = hx if with_hx else None
     outputs, d_in, cell_grads = run_step(cell, x, hx, grads)
 
-    # The layer's states carry a leading layer axis, its input a time axis.
+    # The layer's states carry a leading layer axis, its input a time axis. Its input goes as a list: a layer's
+    # one-step call on ndarrays runs the cell kernels too (test_layer_step.py), a list the sequence kernels.
     lead = lambda a: None if a is None else a[None]
     if kind == "LSTMCell":
-        y, (h_n, c_n) = layer(x[None], None if hx is None else (lead(hx[0]), lead(hx[1])))
+        y, (h_n, c_n) = layer(x[None].tolist(), None if hx is None else (lead(hx[0]), lead(hx[1])))
         dx, (dh0, dc0) = layer.backward(np.zeros_like(y), (lead(grads[0]), lead(grads[1])))
         want_out, want_in = (h_n[0], c_n[0]), (dx[0], dh0[0], dc0[0])
     else:
-        y, h_n = layer(x[None], lead(hx))
+        y, h_n = layer(x[None].tolist(), lead(hx))
         dx, dh0 = layer.backward(np.zeros_like(y), lead(grads[0]))
         want_out, want_in = (h_n[0],), (dx[0], dh0[0])
     for k, (got, want) in enumerate(zip((*outputs, *d_in), (*want_out, *want_in))):

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
+from ._cell import StepTape
 from ._module import Module
 from ._packing import Packing, check_lengths, make_packing
 from ._validation import as_float_array, check_shape, check_size
@@ -315,6 +316,8 @@ class RecurrentBase(Module):
         t = self._tape
         if t is None:
             return 0
+        if isinstance(t, StepTape):
+            return int(t.cell.buffer.nbytes)
         kept = [t.x, t.y, *t.states, *t.cache]
         return int(sum(a.nbytes for a in kept if a is not None))
 

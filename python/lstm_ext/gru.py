@@ -8,16 +8,32 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._cell import CellSteps, CellTape, ready
+from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, StepTape, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
 from ._validation import as_float_array, check_shape
 
 
-class _GruCore(RecurrentBase):
-    """The GRU's side of RecurrentBase: one state ``h``, torch's two biases, the reset-gate formulation."""
+class _GruCore(CellKernels, RecurrentBase):
+    """The GRU's side of RecurrentBase: one state ``h``, torch's two biases, the reset-gate formulation; its
+    cell step (``reset_after`` only)."""
 
     _gates = 3
     reset_after = True
+
+    def _cell_kernels_apply(self) -> bool:
+        return self.reset_after
+
+    def _cell_forward(self, x: np.ndarray, states: Any, training: bool,
+                      state_shape: Optional[Tuple[int, ...]] = None) -> Tuple[List[np.ndarray], Optional[CellTape]]:
+        weights = self._cell_weights()
+        h1, buffer = _core.gru_cell_forward(x, states[0], *weights, training)
+        return [h1], None if buffer is None else CellTape(buffer, *weights, state_shape or h1.shape)
+
+    def _cell_backward(self, tape: CellTape, dh1: np.ndarray, d_rest: Any, accumulate: bool
+                       ) -> Tuple[np.ndarray, List[np.ndarray]]:
+        dx, dh0 = _core.gru_cell_backward(tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1,
+                                          *self._cell_grads(), accumulate)
+        return dx, [dh0]
 
     def _state_widths(self) -> List[int]:
         return [self.hidden_size]
@@ -61,7 +77,7 @@ class _GruCore(RecurrentBase):
         return dx, [dh0], grads
 
 
-class GRU(_GruCore):
+class GRU(LayerSteps, _GruCore):
     r"""Gated recurrent unit over whole sequences, shaped like :class:`torch.nn.GRU`.
 
     For each step, with gates in torch's order ``r, z, n``::
@@ -89,7 +105,8 @@ class GRU(_GruCore):
     Notes
     -----
     Those of :class:`lstm_ext.LSTM` apply: dtypes, copies, what a training forward keeps (here the activated
-    gates ``(T, N, 3H)`` and, with ``reset_after``, ``W_hn h + b_hn``), eval mode, NaN, the GIL.
+    gates ``(T, N, 3H)`` and, with ``reset_after``, ``W_hn h + b_hn``), eval mode, NaN, the GIL, and the one-step
+    call (as one :class:`GRUCell` step, with ``reset_after`` only).
     """
 
     def __init__(
@@ -144,7 +161,11 @@ class GRU(_GruCore):
         h_n : ndarray
             The final states, shaped as ``h0``.
         """
-        y, (h_n,) = self._sequence_forward(x, (hx,), ("hx (h0)",), lengths, training)
+        step = None if lengths is not None else self._step_forward(x, (hx,), training)
+        if step is not None:
+            y, (h_n,) = step
+        else:
+            y, (h_n,) = self._sequence_forward(x, (hx,), ("hx (h0)",), lengths, training)
         return y, h_n
 
     forward = __call__
@@ -168,7 +189,11 @@ class GRU(_GruCore):
         dh0 : ndarray
             Shaped as ``h0`` (also when ``hx`` was omitted).
         """
-        dx, (dh0,) = self._sequence_backward(dy, (dh_n,), ("dh_n",), accumulate)
+        tape = self._tape
+        if isinstance(tape, StepTape):
+            dx, (dh0,) = self._step_backward(tape, dy, (dh_n,), ("dh_n",), accumulate)
+        else:
+            dx, (dh0,) = self._sequence_backward(dy, (dh_n,), ("dh_n",), accumulate)
         return dx, dh0
 
 
@@ -201,16 +226,13 @@ class GRUCell(CellSteps, _GruCore):
         mode = self.training if training is None else bool(training)
         if not self.reset_after:
             return self._sequence_step(x, hx, mode)
-        p = self._params
-        weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         try:
-            (h,) = self._direct_states(x, hx, 1)
-            h1, tape = _core.gru_cell_forward(x, h, *weights, mode)
+            (h1,), tape = self._cell_forward(x, self._direct_states(x, hx, 1), mode)
         except (TypeError, ValueError):
             x, shape = self._checked_x(x)
             h = self._zeros(shape) if hx is None else self._checked_state("hx", hx, shape)
-            h1, tape = _core.gru_cell_forward(x, h, *weights, mode)
-        self._tape = None if tape is None else CellTape(tape, *weights, h1.shape)
+            (h1,), tape = self._cell_forward(x, (h,), mode)
+        self._tape = tape
         return h1
 
     forward = __call__
@@ -223,10 +245,8 @@ class GRUCell(CellSteps, _GruCore):
         shape = tape.state_shape
         if not ready(dh1, self.dtype, shape):
             dh1 = self._checked_state("dh1", dh1, shape, "the shape of h1")
-        g = self._grads
-        return _core.gru_cell_backward(tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1,
-                                       g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"),
-                                       accumulate)
+        dx, (dh0,) = self._cell_backward(tape, dh1, (), accumulate)
+        return dx, dh0
 
     @property
     def cache_nbytes(self) -> int:

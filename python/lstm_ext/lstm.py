@@ -11,17 +11,30 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._cell import CellSteps, CellTape, ready
+from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, StepTape, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
 from ._validation import check_pair
 
 ArrayPair = Tuple[np.ndarray, np.ndarray]
 
 
-class _LstmCore(RecurrentBase):
-    """The LSTM's side of RecurrentBase: states ``(h, c)``, the combined bias, the projection."""
+class _LstmCore(CellKernels, RecurrentBase):
+    """The LSTM's side of RecurrentBase: states ``(h, c)``, the combined bias, the projection; its cell step."""
 
     _gates = 4
+
+    def _cell_forward(self, x: np.ndarray, states: Any, training: bool,
+                      state_shape: Optional[Tuple[int, ...]] = None) -> Tuple[List[np.ndarray], Optional[CellTape]]:
+        weights = self._cell_weights()
+        h1, c1, buffer = _core.lstm_cell_forward(x, states[0], states[1], *weights, training)
+        tape = None if buffer is None else CellTape(buffer, *weights, state_shape or h1.shape)
+        return [h1, c1], tape
+
+    def _cell_backward(self, tape: CellTape, dh1: np.ndarray, d_rest: Any, accumulate: bool
+                       ) -> Tuple[np.ndarray, List[np.ndarray]]:
+        dx, dh0, dc0 = _core.lstm_cell_backward(tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1,
+                                                d_rest[0], *self._cell_grads(), accumulate)
+        return dx, [dh0, dc0]
 
     def _init_forget_bias(self) -> None:
         """Keras' ``unit_forget_bias``: biases zero but the forget gate's, whose sum ``b_if + b_hf`` is 1."""
@@ -78,7 +91,7 @@ class _LstmCore(RecurrentBase):
         return dx, [dh0, dc0], grads
 
 
-class LSTM(_LstmCore):
+class LSTM(LayerSteps, _LstmCore):
     r"""Long short-term memory layer over whole sequences, shaped like :class:`torch.nn.LSTM`.
 
     For each step, with gates in torch's order ``i, f, g, o``::
@@ -130,7 +143,10 @@ class LSTM(_LstmCore):
     core without a copy; non-contiguous ones, ``batch_first`` inputs and variable-length batches are copied to
     the core's time-major layout. A training forward (the default mode) keeps its input, the activated gates
     ``(T, N, 4H)``, the cell states and the outputs for :meth:`backward`, until the next forward; :meth:`eval`
-    turns that off and disables dropout. The weights are referenced, not copied: do not modify them in place
+    turns that off and disables dropout. A call on one step (``T = 1``, a stream fed a step at a time) of a
+    layer of one layer and direction without projection, lengths or (in training) variational dropout runs as
+    one :class:`LSTMCell` step: it keeps what that step keeps and agrees with the sequence kernels to float
+    rounding. The weights are referenced, not copied: do not modify them in place
     between a forward and its backward. NaN and Inf propagate as in torch (an omitted ``hx`` is zeros, so ``0 * NaN`` is NaN there too). The
     kernels release the GIL.
 
@@ -199,7 +215,11 @@ class LSTM(_LstmCore):
             The final states, shaped as ``h0`` and ``c0``.
         """
         parts = (None, None) if hx is None else check_pair("hx", hx)
-        y, (h_n, c_n) = self._sequence_forward(x, parts, ("hx[0] (h0)", "hx[1] (c0)"), lengths, training)
+        step = None if lengths is not None else self._step_forward(x, parts, training)
+        if step is not None:
+            y, (h_n, c_n) = step
+        else:
+            y, (h_n, c_n) = self._sequence_forward(x, parts, ("hx[0] (h0)", "hx[1] (c0)"), lengths, training)
         return y, (h_n, c_n)
 
     forward = __call__
@@ -228,7 +248,12 @@ class LSTM(_LstmCore):
             Shaped as ``h0``/``c0`` (also when ``hx`` was omitted: the gradient with respect to zeros).
         """
         parts = (None, None) if dhx is None else check_pair("dhx", dhx)
-        dx, (dh0, dc0) = self._sequence_backward(dy, parts, ("dhx[0] (dh_n)", "dhx[1] (dc_n)"), accumulate)
+        names = ("dhx[0] (dh_n)", "dhx[1] (dc_n)")
+        tape = self._tape
+        if isinstance(tape, StepTape):
+            dx, (dh0, dc0) = self._step_backward(tape, dy, parts, names, accumulate)
+        else:
+            dx, (dh0, dc0) = self._sequence_backward(dy, parts, names, accumulate)
         return dx, (dh0, dc0)
 
 
@@ -278,19 +303,16 @@ class LSTMCell(CellSteps, _LstmCore):
         A training step keeps the gates ``(N, 4H)`` and copies of ``x``, ``h0``, ``c0`` for :meth:`backward`.
         Arrays of the layer's dtype, C-contiguous and aligned go to the core without any conversion.
         """
-        p = self._params
-        weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
         mode = self.training if training is None else bool(training)
         try:
-            h, c = self._direct_states(x, hx, 2)
-            h1, c1, tape = _core.lstm_cell_forward(x, h, c, *weights, mode)
+            (h1, c1), tape = self._cell_forward(x, self._direct_states(x, hx, 2), mode)
         except (TypeError, ValueError):
             x, shape = self._checked_x(x)
             h_user, c_user = (None, None) if hx is None else check_pair("hx", hx)
             h = self._zeros(shape) if h_user is None else self._checked_state("hx[0] (h0)", h_user, shape)
             c = self._zeros(shape) if c_user is None else self._checked_state("hx[1] (c0)", c_user, shape)
-            h1, c1, tape = _core.lstm_cell_forward(x, h, c, *weights, mode)
-        self._tape = None if tape is None else CellTape(tape, *weights, h1.shape)
+            (h1, c1), tape = self._cell_forward(x, (h, c), mode)
+        self._tape = tape
         return h1, c1
 
     forward = __call__
@@ -318,10 +340,7 @@ class LSTMCell(CellSteps, _LstmCore):
             dh1 = self._checked_state("dh1", dh1, shape, "the shape of h1")
         if dc1 is not None and not ready(dc1, self.dtype, shape):
             dc1 = self._checked_state("dc1", dc1, shape)
-        g = self._grads
-        dx, dh0, dc0 = _core.lstm_cell_backward(
-            tape.buffer, tape.w_ih, tape.w_hh, tape.b_ih, tape.b_hh, dh1, dc1, g["weight_ih"], g["weight_hh"],
-            g.get("bias_ih"), g.get("bias_hh"), accumulate)
+        dx, (dh0, dc0) = self._cell_backward(tape, dh1, (dc1,), accumulate)
         return dx, (dh0, dc0)
 
     @property
