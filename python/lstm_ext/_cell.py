@@ -161,6 +161,22 @@ class LayerSteps(CellKernels):
         return (len(self._suffixes) == 1 and self.proj_size == 0 and self._cell_kernels_apply()
                 and not (training and (self.input_dropout > 0 or self.recurrent_dropout > 0)))
 
+    def _sequence_forward(self, x: Any, hx_parts: Sequence[Any], hx_names: Sequence[str], lengths: Any,
+                          training: Optional[bool]) -> Tuple[np.ndarray, StatesOut]:
+        """RecurrentBase's, but a one-step call that can be a cell step is one."""
+        step = None if lengths is not None else self._step_forward(x, hx_parts, training)
+        if step is not None:
+            return step
+        return super()._sequence_forward(x, hx_parts, hx_names, lengths, training)  # type: ignore[misc]
+
+    def _sequence_backward(self, dy: Any, d_parts: Sequence[Any], d_names: Sequence[str], accumulate: bool
+                           ) -> Tuple[np.ndarray, StatesOut]:
+        """RecurrentBase's, but the backward of a one-step call run as a cell step is that step's."""
+        tape = self._tape
+        if isinstance(tape, StepTape):
+            return self._step_backward(tape, dy, d_parts, d_names, accumulate)
+        return super()._sequence_backward(dy, d_parts, d_names, accumulate)  # type: ignore[misc]
+
     def _step_forward(self, x: Any, parts: Sequence[Any], training: Optional[bool]
                       ) -> Optional[Tuple[np.ndarray, StatesOut]]:
         """``(y, final states)`` of a call on one step, run as a cell step, in the caller's shapes.

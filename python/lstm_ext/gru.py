@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, StepTape, ready
+from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
 from ._validation import as_float_array, check_shape
 
@@ -161,11 +161,7 @@ class GRU(LayerSteps, _GruCore):
         h_n : ndarray
             The final states, shaped as ``h0``.
         """
-        step = None if lengths is not None else self._step_forward(x, (hx,), training)
-        if step is not None:
-            y, (h_n,) = step
-        else:
-            y, (h_n,) = self._sequence_forward(x, (hx,), ("hx (h0)",), lengths, training)
+        y, (h_n,) = self._sequence_forward(x, (hx,), ("hx (h0)",), lengths, training)
         return y, h_n
 
     forward = __call__
@@ -189,11 +185,7 @@ class GRU(LayerSteps, _GruCore):
         dh0 : ndarray
             Shaped as ``h0`` (also when ``hx`` was omitted).
         """
-        tape = self._tape
-        if isinstance(tape, StepTape):
-            dx, (dh0,) = self._step_backward(tape, dy, (dh_n,), ("dh_n",), accumulate)
-        else:
-            dx, (dh0,) = self._sequence_backward(dy, (dh_n,), ("dh_n",), accumulate)
+        dx, (dh0,) = self._sequence_backward(dy, (dh_n,), ("dh_n",), accumulate)
         return dx, dh0
 
 

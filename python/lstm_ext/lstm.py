@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _core
-from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, StepTape, ready
+from ._cell import CellKernels, CellSteps, CellTape, LayerSteps, ready
 from ._recurrent import Masks, RecurrentBase, States, Tape
 from ._validation import check_pair
 
@@ -215,11 +215,7 @@ class LSTM(LayerSteps, _LstmCore):
             The final states, shaped as ``h0`` and ``c0``.
         """
         parts = (None, None) if hx is None else check_pair("hx", hx)
-        step = None if lengths is not None else self._step_forward(x, parts, training)
-        if step is not None:
-            y, (h_n, c_n) = step
-        else:
-            y, (h_n, c_n) = self._sequence_forward(x, parts, ("hx[0] (h0)", "hx[1] (c0)"), lengths, training)
+        y, (h_n, c_n) = self._sequence_forward(x, parts, ("hx[0] (h0)", "hx[1] (c0)"), lengths, training)
         return y, (h_n, c_n)
 
     forward = __call__
@@ -248,12 +244,7 @@ class LSTM(LayerSteps, _LstmCore):
             Shaped as ``h0``/``c0`` (also when ``hx`` was omitted: the gradient with respect to zeros).
         """
         parts = (None, None) if dhx is None else check_pair("dhx", dhx)
-        names = ("dhx[0] (dh_n)", "dhx[1] (dc_n)")
-        tape = self._tape
-        if isinstance(tape, StepTape):
-            dx, (dh0, dc0) = self._step_backward(tape, dy, parts, names, accumulate)
-        else:
-            dx, (dh0, dc0) = self._sequence_backward(dy, parts, names, accumulate)
+        dx, (dh0, dc0) = self._sequence_backward(dy, parts, ("dhx[0] (dh_n)", "dhx[1] (dc_n)"), accumulate)
         return dx, (dh0, dc0)
 
 
