@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 namespace lstm_ext {
@@ -53,10 +54,17 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
   const bool unpacked = detail::unpacked_recurrence(dims.steps, N);
   const bool fuse = !unpacked && kFloat && after && N <= detail::kMaxFusedRows;
   const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse || unpacked ? 0 : hp_cols, H, H, false);
+  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
+  // it (run_ahead, as the LSTM forward); see below.
+  constexpr Index kAheadRows = 16;
+  const bool ahead = !unpacked && detail::projection_ahead(detail::batch_slice_parts(N));
   std::unique_ptr<const detail::FusedGruStep> fused;
-  if constexpr (kFloat) {
-    if (fuse) fused = std::make_unique<const detail::FusedGruStep>(weights.w_hh, H);
-  }
+  auto pack_fused = [&] {  // with the projection ahead, by the time loop's thread as it starts (run_ahead)
+    if constexpr (kFloat) {
+      if (fuse) fused = std::make_unique<const detail::FusedGruStep>(weights.w_hh, H);
+    }
+  };
+  if (!ahead) pack_fused();
   const detail::RecurrentWeights<Scalar> w_hn(weights.w_hh + 2 * H * H, after || unpacked ? 0 : H, H, H, false);
 
   // The recurrence of sequences [first, first + count) over steps [s0, s1): per-sequence buffers are offset to
@@ -142,12 +150,9 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     }
   };
 
-  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
-  // it (run_ahead, as the LSTM forward), on w_ih packed once for them; otherwise one GEMM over all rows, then the
-  // recurrence. Every row of the pre-activations is kept either way, and the native kernel's rows do not depend
-  // on the rows computed with them: the chunking changes no bit.
-  constexpr Index kAheadRows = 16;
-  const bool ahead = !unpacked && detail::projection_ahead(detail::batch_slice_parts(N));
+  // The projection ahead runs on w_ih packed once for all chunks by the thread that produces them; otherwise one
+  // GEMM over all rows, then the recurrence. Every row of the pre-activations is kept either way, and the
+  // native kernel's rows do not depend on the rows computed with them: the chunking changes no bit.
   if (!ahead) {
     detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
     detail::for_each_batch_slice(N, dims.steps, dims.batch_sizes,
@@ -155,10 +160,14 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     return;
   }
   const Index chunk = std::max<Index>(1, kAheadRows / N), chunks = (dims.steps + chunk - 1) / chunk;
-  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
-  auto project = [&](Index c) {  // chunk c is steps [c * chunk, ...)
+  std::optional<const detail::SharedRhs<Scalar>> w_ih;
+  auto pack_w_ih = [&] { w_ih.emplace(true, G, I, weights.w_ih, I, chunks); };
+  // The consumer's products (chunks the helper has not started) on w_ih as it is: gemm's bits, as the packed.
+  const detail::SharedRhs<Scalar> w_ih_direct(true, G, I, weights.w_ih, I, 1);
+  auto project = [&](Index c, bool packed) {  // chunk c is steps [c * chunk, ...)
     const auto [r0, r1] = sched.rows_of_steps(c * chunk, std::min(dims.steps, (c + 1) * chunk));
-    detail::input_projection(sched, I, G, x, w_ih, weights.b_ih, masks.input, gates + r0 * G, r0, r1);
+    detail::input_projection(sched, I, G, x, packed ? *w_ih : w_ih_direct, weights.b_ih, masks.input,
+                             gates + r0 * G, r0, r1);
   };
   const std::unique_ptr<SliceBuffers> whole_batch = buffers_for(N);
   auto run = [&](Index c) {
@@ -166,7 +175,7 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     s1 = std::min(dims.steps, s0 + chunk);
     recur(0, N, *whole_batch);  // the batch split has one part: this thread
   };
-  detail::run_ahead(chunks, chunks, project, run);
+  detail::run_ahead(chunks, chunks, pack_fused, pack_w_ih, project, run);
 }
 
 #define LSTM_EXT_INSTANTIATE(Scalar)                                                                       \

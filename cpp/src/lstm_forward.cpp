@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -144,15 +145,30 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     return;
   }
 
+  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
+  // it instead (run_ahead); in inference into a ring of chunks of kAheadRingBytes at least. A ring of 4 chunks
+  // made s5 inference slower (0.65 -> 0.69 ms; all chunks: 0.58): the helper's writes into a chunk the
+  // recurrence had just used took its lines from the other core's cache, then the recurrence took them back.
+  // The native kernel's rows do not depend on the rows computed with them: the chunking changes no bit.
+  constexpr Index kChunkRows = 512, kAheadRows = 16;
+  constexpr Index kAheadRingBytes = Index(8) << 20;
+  // (Only where the ring holds several chunks: at H = 2^20 a chunk would be 256 MB, and a step's work dwarfs
+  // the projection's share anyway.)
+  const bool ahead = !unpacked && 4 * kAheadRows * G * static_cast<Index>(sizeof(Scalar)) <= kAheadRingBytes &&
+                     detail::projection_ahead(detail::batch_slice_parts(N));
+
   // The recurrent weights packed once for all steps and threads (RecurrentWeights: panel_gemm_internal.h for
   // float, Eigen's GEBP layout for double); a float batch of a few rows runs the fused step instead, on weights
   // packed for it (shared by the threads).
   const bool fuse = !unpacked && kFloat && N <= detail::kMaxFusedRows;
   const detail::RecurrentWeights<Scalar> w_hh(weights.w_hh, fuse || unpacked ? 0 : G, O, O, false);
   std::unique_ptr<const detail::FusedLstmStep> fused;
-  if constexpr (kFloat) {
-    if (fuse) fused = std::make_unique<const detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
-  }
+  auto pack_fused = [&] {  // with the projection ahead, by the time loop's thread as it starts (run_ahead)
+    if constexpr (kFloat) {
+      if (fuse) fused = std::make_unique<const detail::FusedLstmStep>(weights.w_hh, H, O, 0, H);
+    }
+  };
+  if (!ahead) pack_fused();
   const detail::RecurrentWeights<Scalar> w_hr(weights.w_hr, unpacked ? 0 : P, H, H, false);  // empty without one
 
   // The recurrence of sequences [first, first + count) over steps [s0, s1), whose pre-activations start at
@@ -226,22 +242,15 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   // whole [R, 4H] workspace was 52 MB at s3 (T=100, N=64, H=512) and 105 MB at s4, a fresh mapping per call
   // whose page faults cost 20-25% of the s3 forward (measured: inference 94-100 ms against the training
   // forward's 70-73 ms, which writes into the caller's cache).
-  // A time loop on one thread (a small batch) has the second thread project chunks of kAheadRows rows ahead of
-  // it instead (run_ahead); in inference into a ring of chunks of kAheadRingBytes at least. A ring of 4 chunks
-  // made s5 inference slower (0.65 -> 0.69 ms; all chunks: 0.58): the helper's writes into a chunk the
-  // recurrence had just used took its lines from the other core's cache, then the recurrence took them back.
-  // The native kernel's rows do not depend on the rows computed with them: the chunking changes no bit.
-  constexpr Index kChunkRows = 512, kAheadRows = 16;
-  constexpr Index kAheadRingBytes = Index(8) << 20;
-  // (Only where the ring holds several chunks: at H = 2^20 a chunk would be 256 MB, and a step's work dwarfs
-  // the projection's share anyway.)
-  const bool ahead = !unpacked && 4 * kAheadRows * G * static_cast<Index>(sizeof(Scalar)) <= kAheadRingBytes &&
-                     detail::projection_ahead(detail::batch_slice_parts(N));
   const Index chunk = ahead ? std::max<Index>(1, kAheadRows / N)
                             : (training ? dims.steps : std::max<Index>(1, kChunkRows / N));
   const Index chunks = (dims.steps + chunk - 1) / chunk;
-  // The chunks' input projections share w_ih, packed once for all of them.
-  const detail::SharedRhs<Scalar> w_ih(true, G, I, weights.w_ih, I, chunks);
+  // The chunks' input projections share w_ih, packed once for all of them (with the projection ahead, by the
+  // helper, run_ahead).
+  std::optional<const detail::SharedRhs<Scalar>> w_ih;
+  auto pack_w_ih = [&] { w_ih.emplace(true, G, I, weights.w_ih, I, chunks); };
+  // The consumer's products (chunks the helper has not started) on w_ih as it is: gemm's bits, as the packed.
+  const detail::SharedRhs<Scalar> w_ih_direct(true, G, I, weights.w_ih, I, 1);
   // Chunk c is steps [c * chunk, ...).
   auto chunk_rows = [&](Index c) { return sched.rows_of_steps(c * chunk, std::min(dims.steps, (c + 1) * chunk)); };
   Index most = 0;  // the most rows of any chunk
@@ -253,12 +262,13 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
   const Index window = training ? chunks : (ahead ? std::min(chunks, 1 + kAheadRingBytes / chunk_bytes) : 1);
   if (!training) gates_ws.resize(window * most * G);
   auto chunk_gates = [&](Index c, Index r0) { return training ? gates + r0 * G : gates_ws.data() + (c % window) * most * G; };
-  auto project = [&](Index c) {
+  auto project = [&](Index c, bool packed) {
     const auto [r0, r1] = chunk_rows(c);
     if (unpacked && R == 1) {  // T = 1, N = 1 (training and inference alike): w_ih as it is
       detail::input_projection(sched, I, G, x, weights.w_ih, weights.bias, masks.input, chunk_gates(c, r0));
     } else {
-      detail::input_projection(sched, I, G, x, w_ih, weights.bias, masks.input, chunk_gates(c, r0), r0, r1);
+      detail::input_projection(sched, I, G, x, packed ? *w_ih : w_ih_direct, weights.bias, masks.input,
+                               chunk_gates(c, r0), r0, r1);
     }
   };
   // The projection ahead keeps the time loop on this thread, one slice of the whole batch: its workspaces are
@@ -278,10 +288,11 @@ void lstm_forward(const LstmDims& dims, const LstmWeights<Scalar>& weights, cons
     }
   };
   if (ahead) {
-    detail::run_ahead(chunks, window, project, run);
+    detail::run_ahead(chunks, window, pack_fused, pack_w_ih, project, run);
   } else {
+    pack_w_ih();
     for (Index c = 0; c < chunks; ++c) {
-      project(c);
+      project(c, true);
       run(c);
     }
   }

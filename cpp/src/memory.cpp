@@ -6,6 +6,7 @@
 #include <list>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <unordered_map>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -84,10 +85,18 @@ class BlockCache {
     const std::size_t size = block_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     if (size >= kCachedBlockMin) {
-      // The smallest kept block that fits without wasting more than a quarter of it.
+      // The smallest kept block that fits without wasting more than a quarter of it, among those this thread
+      // had before if any: its lines may still be in this core's cache, and writing lines that the other
+      // core holds waits on that core for each (packing 256 KB: 41 us against 9 us on an EPYC guest).
+      const std::thread::id me = std::this_thread::get_id();
       auto best = kept_.end();
+      auto better = [&](const Kept& k) {
+        if (best == kept_.end()) return true;
+        const bool mine = k.owner == me, best_mine = best->owner == me;
+        return mine != best_mine ? mine : k.size < best->size;
+      };
       for (auto it = kept_.begin(); it != kept_.end(); ++it) {
-        if (it->size >= size && it->size - size <= size / 4 && (best == kept_.end() || it->size < best->size)) best = it;
+        if (it->size >= size && it->size - size <= size / 4 && better(*it)) best = it;
       }
       if (best != kept_.end()) {
         void* p = best->block;
@@ -95,7 +104,7 @@ class BlockCache {
         kept_bytes_ -= got;
         kept_.erase(best);
         LSTM_EXT_UNPOISON(p, got);
-        used_.emplace(p, got);
+        used_.emplace(p, Used{got, me});
         return p;
       }
     }
@@ -106,7 +115,7 @@ class BlockCache {
     }
     if (p == nullptr) throw std::bad_alloc();
     try {
-      used_.emplace(p, size);
+      used_.emplace(p, Used{size, std::this_thread::get_id()});
     } catch (...) {
       system_free(p, size);
       throw;
@@ -118,14 +127,15 @@ class BlockCache {
     std::lock_guard<std::mutex> lock(mutex_);
     const auto it = used_.find(p);
     if (it == used_.end()) return;  // not ours (or nullptr): nothing to give back
-    const std::size_t size = it->second;
+    const Used block = it->second;
+    const std::size_t size = block.size;
     used_.erase(it);
     if (size < kCachedBlockMin || size > limit_) {
       system_free(p, size);
       return;
     }
     try {
-      kept_.push_front({p, size});
+      kept_.push_front({p, size, block.owner});
     } catch (...) {
       system_free(p, size);
       return;
@@ -157,9 +167,14 @@ class BlockCache {
   }
 
  private:
+  struct Used {
+    std::size_t size;
+    std::thread::id owner;  // the thread that took it from the cache (and, as a rule, wrote it)
+  };
   struct Kept {
     void* block;
     std::size_t size;
+    std::thread::id owner;
   };
 
   // Returns the blocks kept longest to the system until at most `bytes` are kept. Holds mutex_.
@@ -174,7 +189,7 @@ class BlockCache {
   }
 
   std::mutex mutex_;
-  std::unordered_map<void*, std::size_t> used_;  // blocks handed out, with their sizes
+  std::unordered_map<void*, Used> used_;  // blocks handed out
   std::list<Kept> kept_;                          // free blocks, the most recently freed first
   std::size_t kept_bytes_ = 0;
   std::size_t limit_ = default_limit();

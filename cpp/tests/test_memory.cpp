@@ -112,6 +112,22 @@ TEST_F(BlockCache, GoingOverTheLimitEvictsTheBlocksKeptLongest) {
   free_block(b2);
 }
 
+TEST_F(BlockCache, AThreadGetsBackTheBlockItHadBeforeASmallerOneAnotherThreadHad) {
+  // Its lines may still be in this core's cache; writing the other thread's would wait on the other core.
+  void* theirs = nullptr;
+  std::thread([&] { theirs = allocate_block(2 * kMiB); }).join();
+  void* mine = allocate_block(2 * kMiB + 8192);
+  free_block(theirs);
+  free_block(mine);
+  void* again = allocate_block(2 * kMiB);  // theirs fits better; mine is this thread's
+  EXPECT_EQ(again, mine);
+  void* other = nullptr;
+  std::thread([&] { other = allocate_block(2 * kMiB); }).join();  // a new thread: the best fit, as before
+  EXPECT_EQ(other, theirs);
+  free_block(again);
+  free_block(other);
+}
+
 TEST_F(BlockCache, ABlockMuchLargerThanTheRequestStaysInTheCache) {
   void* big = allocate_block(8 * kMiB);
   free_block(big);

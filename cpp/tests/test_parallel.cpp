@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The thread split's bookkeeping (cpp/src/parallel_internal.h, the slices of sequence_internal.h's Schedule):
 // every sequence in exactly one slice, slices balanced by rows, and a slice's steps covering exactly its
-// sequences' rows of the whole batch.
+// sequences' rows of the whole batch; and run_ahead's contract (each chunk produced once, consumed in order, each
+// side's preparation before its first chunk).
 #include "../src/parallel_internal.h"
 #include "../src/sequence_internal.h"
 
@@ -152,6 +153,76 @@ TEST(ForEachStepInParts, AWaitedForPartHandsTheRestToOneThreadAndStillRunsEveryt
   lstm_ext::set_num_threads(2);
   expect_steps_in_order(2, 64, 1);
   expect_steps_in_order(3, 64, 2);
+  lstm_ext::set_num_threads(lstm_ext::default_num_threads());
+}
+
+// One run_ahead over `count` chunks, checking its contract as it goes; the helper may start late (a sleep in
+// its preparation, as a descheduled thread would), so that the consumer produces the chunks itself.
+void expect_run_ahead_contract(Index count, Index window, std::chrono::milliseconds helper_delay) {
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<std::atomic<int>> produced(static_cast<size_t>(count));
+  std::vector<Index> consumed;  // the consumer's alone
+  std::atomic<Index> consumed_count{0};
+  std::atomic<bool> set_up{false}, prepared{false};
+  std::atomic<int> helper_chunks{0}, violations{0};
+  auto setup = [&] {
+    if (std::this_thread::get_id() != caller) ++violations;
+    set_up = true;
+  };
+  auto prepare = [&] {
+    if (std::this_thread::get_id() == caller) ++violations;
+    std::this_thread::sleep_for(helper_delay);
+    prepared = true;
+  };
+  auto produce = [&](Index c, bool by_helper) {
+    const bool on_caller = std::this_thread::get_id() == caller;
+    if (by_helper == on_caller) ++violations;             // the flag says which side runs it
+    if (by_helper ? !prepared.load() : !set_up.load()) ++violations;  // after that side's preparation
+    if (c - consumed_count.load() >= window) ++violations;  // its buffer is free
+    if (by_helper) ++helper_chunks;
+    ++produced[static_cast<size_t>(c)];
+  };
+  auto consume = [&](Index c) {
+    if (std::this_thread::get_id() != caller || produced[static_cast<size_t>(c)].load() != 1) ++violations;
+    consumed.push_back(c);
+    ++consumed_count;
+  };
+  lstm_ext::detail::run_ahead(count, window, setup, prepare, produce, consume);
+  EXPECT_EQ(violations.load(), 0);
+  ASSERT_EQ(static_cast<Index>(consumed.size()), count);
+  for (Index c = 0; c < count; ++c) {
+    EXPECT_EQ(consumed[static_cast<size_t>(c)], c);
+    EXPECT_EQ(produced[static_cast<size_t>(c)].load(), 1) << "chunk " << c;
+  }
+  if (helper_delay.count() > 0) EXPECT_LT(helper_chunks.load(), count / 2);  // the consumer took over
+}
+
+TEST(RunAhead, ProducesEachChunkOnceConsumesInOrderAndPreparesEachSideFirst) {
+  lstm_ext::set_num_threads(2);
+  expect_run_ahead_contract(40, 40, std::chrono::milliseconds(0));
+  expect_run_ahead_contract(40, 2, std::chrono::milliseconds(0));
+  expect_run_ahead_contract(1, 1, std::chrono::milliseconds(0));
+  // A late helper: the consumer produces what the helper has not started, without waiting for it.
+  expect_run_ahead_contract(30, 30, std::chrono::milliseconds(50));
+  lstm_ext::set_num_threads(lstm_ext::default_num_threads());
+}
+
+TEST(RunAhead, RethrowsWhatEitherSideThrows) {
+  lstm_ext::set_num_threads(2);
+  auto nothing = [] {};
+  auto consume = [](Index) {};
+  EXPECT_THROW(lstm_ext::detail::run_ahead(8, 8, nothing, [] { throw std::runtime_error("prepare"); },
+                                           [](Index, bool) {}, consume),
+               std::runtime_error);
+  EXPECT_THROW(lstm_ext::detail::run_ahead(8, 8, [] { throw std::runtime_error("setup"); }, nothing,
+                                           [](Index, bool) {}, consume),
+               std::runtime_error);
+  EXPECT_THROW(lstm_ext::detail::run_ahead(8, 8, nothing, nothing,
+                                           [](Index c, bool) {
+                                             if (c == 5) throw std::runtime_error("produce");
+                                           },
+                                           consume),
+               std::runtime_error);
   lstm_ext::set_num_threads(lstm_ext::default_num_threads());
 }
 

@@ -14,7 +14,8 @@ namespace lstm_ext {
 inline constexpr std::size_t kCachedBlockMin = std::size_t(64) << 10;
 
 // A block of at least `bytes` bytes (0: nullptr), 64-byte aligned, contents unspecified: a cached block of
-// a fitting size (at most a quarter larger) when there is one, else a new one (from 4 MB, 2 MB aligned and
+// a fitting size (at most a quarter larger) when there is one, the smallest of those the calling thread took
+// before if any (its lines may still be in that core's cache), else a new one (from 4 MB, 2 MB aligned and
 // offered to the kernel as transparent huge pages). std::bad_alloc when the system has none.
 void* allocate_block(std::size_t bytes);
 
