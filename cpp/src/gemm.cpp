@@ -32,6 +32,8 @@ constexpr double kMinWorkPerThread = double(1 << 19);
 // Slices start at multiples of this many rows or columns, so each slice's edges fall on whole micro-kernel
 // tiles as the unsplit product's do.
 constexpr Index kSliceGrain = 32;
+// Up to this size of packed op(B), the threads of a product split by rows each pack all of it (gemm_native).
+constexpr Index kOwnCopyBytes = Index(512) << 10;
 
 // How many threads a product of m x n x k multiply-adds should run on: get_num_threads(), fewer where a
 // thread would get less than kMinWorkPerThread, 1 inside a parallel region.
@@ -63,15 +65,27 @@ void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const fl
     part(0);
     return;
   }
+  // A small op(B) split by rows: each thread packs all of it for itself. Packed together, each thread would
+  // read the panels the other packed, and the next call would rewrite lines the other core read last, waiting
+  // on that core for each (cpp/src/parallel_internal.h, run_ahead).
+  const bool own_copies = b != nullptr && by_rows && packed.size() * Index(sizeof(float)) <= kOwnCopyBytes;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(static_cast<int>(parts))
   {
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
-    if (b != nullptr) {
-      packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
+    if (own_copies) {
+      detail::Workspace<float> storage;
+      detail::PanelWeights mine(n, k, storage);
+      mine.pack(b, ldb, !trans_b, 0, panels);
+      for (Index j = me; j < parts; j += team)
+        mine.product(accumulate, trans_a, rows(j), rows(j + 1), 0, panels, a, lda, c, ldc);
+    } else {
+      if (b != nullptr) {
+        packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
 #pragma omp barrier
+      }
+      for (Index j = me; j < parts; j += team) part(j);
     }
-    for (Index j = me; j < parts; j += team) part(j);
   }
 #else
   if (b != nullptr) packed.pack(b, ldb, !trans_b, 0, panels);

@@ -106,6 +106,27 @@ TYPED_TEST(Gemm, SplitsOverThreadsByRowsAndByColumns) {
   lstm_ext::set_num_threads(before);
 }
 
+// Split by rows, each thread packs a small op(B) for itself and a large one together with the others: either
+// way the bits of one thread (the native float kernel's rows do not depend on the rows computed with them).
+TEST(NativeGemm, ARowSplitGivesTheBitsOfOneThreadWithOwnOrSharedPacking) {
+  using TypeParam = float;
+  ASSERT_EQ(lstm_ext::get_gemm_backend(), GemmBackend::kNative);
+  const int before = lstm_ext::get_num_threads();
+  for (bool tb : {false, true})
+    for (Index n : {Index(70), Index(600)}) {  // packed op(B): 50 KB (each its own), 1.2 MB (shared)
+      const Index m = 300, k = 512, lda = k, ldb = tb ? k : n, ldc = n;
+      const auto a = random_values<TypeParam>(m * lda, 7);
+      const auto b = random_values<TypeParam>((tb ? n : k) * ldb, 8);
+      std::vector<TypeParam> one(m * ldc), two(m * ldc);
+      lstm_ext::set_num_threads(1);
+      lstm_ext::detail::gemm<TypeParam>(false, tb, m, n, k, a.data(), lda, b.data(), ldb, false, one.data(), ldc);
+      lstm_ext::set_num_threads(2);
+      lstm_ext::detail::gemm<TypeParam>(false, tb, m, n, k, a.data(), lda, b.data(), ldb, false, two.data(), ldc);
+      EXPECT_EQ(two, one) << "n=" << n << " tb=" << tb;
+    }
+  lstm_ext::set_num_threads(before);
+}
+
 // A shared op(B) (packed once on the native float backend) gives gemm's bits, product after product, for
 // tall and short products on 1 and 2 threads (packing split over the threads from 1 MB: k * n = 512 * 600).
 TYPED_TEST(Gemm, SharedRhsProductsEqualGemmBitwise) {
