@@ -6,6 +6,11 @@ the two builds interleaved round by round in alternating order; prints medians a
     pip install --no-deps --target /tmp/base_pkg <a checkout of the base commit>
     python bench/ab.py --base /tmp/base_pkg --cases s2:fwd,s2:train,s3:train --rounds 4
 
+With ``--in-process`` each case runs once per round in one process holding both builds (the base one copied
+under another package name), blocks of calls alternating between them: on a host whose speed changes within
+seconds (an EPYC guest whose two vCPUs are sometimes placed far apart, BENCHMARKS.md) separate processes can
+land in different states, one process sees both builds in the same one.
+
 Meant for one change at a time; ``bench/compare.py`` is the comparison with the other libraries.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +63,55 @@ for _ in range(calls):
 print(json.dumps({"times": times, "module": lstm_ext.__file__}))
 """
 
+# Both builds in one process: "new" is the installed lstm_ext, "base" the base build's package copied as
+# lstm_ext_base (the package imports itself relatively, so it loads under another name). Blocks of calls
+# alternate between the two; each reports its own times.
+CHILD_BOTH = r"""
+import json, sys, time
+import numpy as np
+T, N, I, H, calls, threads = map(int, sys.argv[1:7])
+mode, kind, base_dir = sys.argv[7], sys.argv[8], sys.argv[9]
+sys.path.insert(0, base_dir)
+import lstm_ext, lstm_ext_base
+rng = np.random.default_rng(0)
+x = rng.standard_normal((T, N, I), dtype=np.float32)
+dy = rng.standard_normal((T, N, H), dtype=np.float32)
+layers = {}
+for name, mod in (("base", lstm_ext_base), ("new", lstm_ext)):
+    mod.set_num_threads(threads)
+    layers[name] = (mod.GRU if kind == "gru" else mod.LSTM)(I, H, dtype=np.float32, seed=0)
+def call(layer):
+    if mode == "fwd":
+        layer(x, None, training=False)
+    else:
+        layer(x, None, training=True)
+        layer.backward(dy)
+times = {"base": [], "new": []}
+block = max(1, calls // 20)
+for r in range(20):
+    for name in ("base", "new") if r % 2 == 0 else ("new", "base"):
+        call(layers[name])
+        for _ in range(block):
+            t = time.perf_counter()
+            call(layers[name])
+            times[name].append(time.perf_counter() - t)
+print(json.dumps({"times": times, "modules": {"base": lstm_ext_base.__file__, "new": lstm_ext.__file__}}))
+"""
+
+
+def run_both(base_copy: str, case: str, threads: int, kind: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
+    shape, mode = case.split(":")
+    (T, N, I, H), calls = SHAPES[shape]
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    args = [str(v) for v in (T, N, I, H, calls, threads)] + [mode, kind, base_copy]
+    out = subprocess.run([sys.executable, "-c", CHILD_BOTH, *args], capture_output=True, text=True, env=env,
+                         cwd=tempfile.gettempdir(), check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{case} (in process): the child failed:\n{out.stderr}")
+    reply = json.loads(out.stdout)
+    return reply["times"], reply["modules"]
+
 
 def run_one(path: str, case: str, threads: int, kind: str) -> Tuple[List[float], str]:
     shape, mode = case.split(":")
@@ -83,6 +138,7 @@ def main(argv: List[str]) -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kind", choices=["lstm", "gru"], default="lstm")
+    p.add_argument("--in-process", action="store_true", help="both builds in one process, blocks alternating")
     a = p.parse_args(argv)
     cases = a.cases.split(",")
     for case in cases:
@@ -93,11 +149,20 @@ def main(argv: List[str]) -> int:
     builds = [("base", os.path.abspath(a.base)), ("new", "")]
     samples: Dict[Tuple[str, str], List[float]] = {}
     modules: Dict[str, str] = {}
-    for r in range(a.rounds):
-        for case in cases:
-            for name, path in builds if r % 2 == 0 else builds[::-1]:
-                times, modules[name] = run_one(path, case, a.threads, a.kind)
-                samples.setdefault((case, name), []).extend(times)
+    with tempfile.TemporaryDirectory() as scratch:
+        base_copy = os.path.join(scratch, "lstm_ext_base")
+        if a.in_process:
+            shutil.copytree(os.path.join(builds[0][1], "lstm_ext"), base_copy)
+        for r in range(a.rounds):
+            for case in cases:
+                if a.in_process:
+                    both, modules = run_both(scratch, case, a.threads, a.kind)
+                    for name in ("base", "new"):
+                        samples.setdefault((case, name), []).extend(both[name])
+                    continue
+                for name, path in builds if r % 2 == 0 else builds[::-1]:
+                    times, modules[name] = run_one(path, case, a.threads, a.kind)
+                    samples.setdefault((case, name), []).extend(times)
     print(f"base: {modules['base']}\nnew:  {modules['new']}\n{a.kind}, {a.threads} thread(s), {a.rounds} rounds")
     print("| case | base | new | new / base |\n|---|---|---|---|")
     for case in cases:
