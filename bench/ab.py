@@ -99,34 +99,31 @@ print(json.dumps({"times": times, "modules": {"base": lstm_ext_base.__file__, "n
 """
 
 
-def run_both(base_copy: str, case: str, threads: int, kind: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
-    shape, mode = case.split(":")
-    (T, N, I, H), calls = SHAPES[shape]
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    args = [str(v) for v in (T, N, I, H, calls, threads)] + [mode, kind, base_copy]
-    out = subprocess.run([sys.executable, "-c", CHILD_BOTH, *args], capture_output=True, text=True, env=env,
-                         cwd=tempfile.gettempdir(), check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{case} (in process): the child failed:\n{out.stderr}")
-    reply = json.loads(out.stdout)
-    return reply["times"], reply["modules"]
-
-
-def run_one(path: str, case: str, threads: int, kind: str) -> Tuple[List[float], str]:
+def run_child(script: str, case: str, threads: int, kind: str, extra: List[str], path: str, label: str) -> dict:
+    """Runs a child script on a case (argv: T N I H calls threads mode kind, then `extra`) with `path` (if any)
+    as its PYTHONPATH; returns its JSON reply."""
     shape, mode = case.split(":")
     (T, N, I, H), calls = SHAPES[shape]
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if path:
         env["PYTHONPATH"] = path
-    args = [str(v) for v in (T, N, I, H, calls, threads)] + [mode, kind]
+    args = [str(v) for v in (T, N, I, H, calls, threads)] + [mode, kind] + extra
     # cwd outside the source tree, so `import lstm_ext` never finds the checkout's python/ by accident
-    out = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
                          cwd=tempfile.gettempdir(), check=False)
     if out.returncode != 0:
-        raise SystemExit(f"{case} ({path or 'installed'}): the child failed:\n{out.stderr}")
-    reply = json.loads(out.stdout)
+        raise SystemExit(f"{case} ({label}): the child failed:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def run_both(base_copy: str, case: str, threads: int, kind: str) -> Tuple[Dict[str, List[float]], Dict[str, str]]:
+    reply = run_child(CHILD_BOTH, case, threads, kind, [base_copy], "", "in process")
+    return reply["times"], reply["modules"]
+
+
+def run_one(path: str, case: str, threads: int, kind: str) -> Tuple[List[float], str]:
+    reply = run_child(CHILD, case, threads, kind, [], path, path or "installed")
     return reply["times"], reply["module"]
 
 
