@@ -304,7 +304,8 @@ def test_chunks_projected_on_either_thread_give_the_bits_of_one_thread(restore_n
         got = [y] + (list(finals) if isinstance(finals, tuple) else [finals])
         if training:
             dx, d_states = layer.backward(dy)
-            got += [dx] + [g.copy() for g in layer.grads.values()]
+            got += [dx] + (list(d_states) if isinstance(d_states, tuple) else [d_states])
+            got += [g.copy() for g in layer.grads.values()]
         return got
 
     one = run(1)
