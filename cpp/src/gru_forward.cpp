@@ -150,8 +150,8 @@ void gru_forward(const GruDims& dims, const GruWeights<Scalar>& weights, const S
     }
   };
 
-  // The projection ahead runs on w_ih packed once for all chunks by the thread that produces them; otherwise one
-  // GEMM over all rows, then the recurrence. Every row of the pre-activations is kept either way, and the
+  // The projection ahead: the helper's chunks on w_ih packed once by the helper, the time loop's own on w_ih as
+  // it is (run_ahead); otherwise one GEMM over all rows, then the recurrence. Every row of the pre-activations is kept either way, and the
   // native kernel's rows do not depend on the rows computed with them: the chunking changes no bit.
   if (!ahead) {
     detail::input_projection(sched, I, G, x, weights.w_ih, weights.b_ih, masks.input, gates);
