@@ -10,6 +10,7 @@
 #include <atomic>
 #include <climits>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 
 #if defined(_OPENMP)
@@ -56,40 +57,37 @@ void gemm_native(bool trans_a, bool trans_b, Index m, Index n, Index k, const fl
                               : std::min<Index>(wanted, panels);
   auto rows = [&](Index i) { return i == parts ? m : (m * i / parts) / kSliceGrain * kSliceGrain; };
   auto panel = [&](Index i) { return std::min(panels, panels * i / parts); };
-  auto part = [&](Index j) {
-    if (by_rows) packed.product(accumulate, trans_a, rows(j), rows(j + 1), 0, panels, a, lda, c, ldc);
-    else packed.product(accumulate, trans_a, 0, m, panel(j), panel(j + 1), a, lda, c, ldc);
+  auto part = [&](const detail::PanelWeights& w, Index j) {
+    if (by_rows) w.product(accumulate, trans_a, rows(j), rows(j + 1), 0, panels, a, lda, c, ldc);
+    else w.product(accumulate, trans_a, 0, m, panel(j), panel(j + 1), a, lda, c, ldc);
   };
   if (parts <= 1) {
     if (b != nullptr) packed.pack(b, ldb, !trans_b, 0, panels);
-    part(0);
+    part(packed, 0);
     return;
   }
-  // A small op(B) split by rows: each thread packs all of it for itself. Packed together, each thread would
-  // read the panels the other packed, and the next call would rewrite lines the other core read last, waiting
-  // on that core for each (cpp/src/parallel_internal.h, run_ahead).
+  // A small op(B) split by rows: each thread packs all of it for itself (the calling thread into `packed`).
+  // Packed together, each thread would read the panels the other packed, and the next call would rewrite
+  // lines the other core read last, waiting on that core for each (cpp/src/parallel_internal.h, run_ahead).
   const bool own_copies = b != nullptr && by_rows && packed.size() * Index(sizeof(float)) <= kOwnCopyBytes;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(static_cast<int>(parts))
   {
     const Index team = omp_get_num_threads(), me = omp_get_thread_num();
+    detail::Workspace<float> storage;
+    std::optional<detail::PanelWeights> own;
+    detail::PanelWeights& mine = own_copies && me > 0 ? own.emplace(n, k, storage) : packed;
     if (own_copies) {
-      detail::Workspace<float> storage;
-      detail::PanelWeights mine(n, k, storage);
       mine.pack(b, ldb, !trans_b, 0, panels);
-      for (Index j = me; j < parts; j += team)
-        mine.product(accumulate, trans_a, rows(j), rows(j + 1), 0, panels, a, lda, c, ldc);
-    } else {
-      if (b != nullptr) {
-        packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
+    } else if (b != nullptr) {
+      packed.pack(b, ldb, !trans_b, panels * me / team, panels * (me + 1) / team);
 #pragma omp barrier
-      }
-      for (Index j = me; j < parts; j += team) part(j);
     }
+    for (Index j = me; j < parts; j += team) part(mine, j);
   }
 #else
   if (b != nullptr) packed.pack(b, ldb, !trans_b, 0, panels);
-  for (Index j = 0; j < parts; ++j) part(j);
+  for (Index j = 0; j < parts; ++j) part(packed, j);
 #endif
 }
 
